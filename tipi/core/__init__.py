@@ -1,0 +1,1 @@
+"""tipi's engine: builder -> controller -> executor, and the runner that drives them."""

@@ -1,0 +1,213 @@
+"""The builder: a composed config -> permanences and process specs.
+
+Everything is checked before anything is built (hydra-zen's ``validate``
+idea): every ``_target_`` imports, every parameter binds to its signature
+with a plausible type, and every permanence a process asks for exists. So a
+typo in the last process is reported before the first one starts.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import typing
+from collections.abc import Mapping
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from tipi.core.errors import ConfigError, did_you_mean
+from tipi.core.permanence import Permanence
+from tipi.core.process import PipelineProcess, ProcessWithParams
+
+HYDRA_KEYS = frozenset({"_target_", "_partial_", "_convert_", "_recursive_", "_args_"})
+_PRIMITIVES = (bool, int, float, str)
+
+
+def locate(path: str, key: str) -> Any:
+    """Import ``path`` (``package.module.Name``); a ``ConfigError`` at ``key`` if it does not."""
+    if not isinstance(path, str) or not path:
+        raise ConfigError(f"_target_ must be a dotted import path, got {path!r}", key=key)
+    parts = path.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        module_name = ".".join(parts[:i])
+        try:
+            obj: Any = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
+                continue  # the module itself does not exist: try a shorter prefix
+            raise ConfigError(f"importing '{module_name}' for '{path}' failed: {exc}", key=key) from exc
+        except Exception as exc:  # noqa: BLE001 - a broken user module is a config-time error
+            raise ConfigError(f"importing '{module_name}' for '{path}' failed: {exc!r}", key=key) from exc
+        for attr in parts[i:]:
+            if not hasattr(obj, attr):
+                names = [n for n in dir(obj) if not n.startswith("_")]
+                guess = did_you_mean(attr, names)
+                hint = f"Did you mean '{'.'.join(parts[:i])}.{guess}'?" if guess else None
+                raise ConfigError(f"cannot import '{path}': '{obj.__name__}' has no '{attr}'",
+                                  key=key, hint=hint)
+            obj = getattr(obj, attr)
+        return obj
+    raise ConfigError(f"cannot import '{path}': no module '{parts[0]}'", key=key,
+                      hint="Check the spelling, and that the package is installed or on PYTHONPATH.")
+
+
+def as_process_class(obj: Any, key: str) -> type[PipelineProcess]:
+    """The ``PipelineProcess`` class behind a target (a class or a ``@pipeline_process`` function)."""
+    process_class = getattr(obj, "process_class", None)
+    if process_class is not None:
+        return process_class
+    if isinstance(obj, type) and issubclass(obj, PipelineProcess):
+        return obj
+    raise ConfigError(
+        f"'{getattr(obj, '__qualname__', obj)}' is not a PipelineProcess subclass or a @pipeline_process function",
+        key=key,
+    )
+
+
+def _signature(target: Any) -> inspect.Signature:
+    sig = getattr(target, "__tipi_signature__", None)
+    return sig if sig is not None else inspect.signature(target)
+
+
+def _type_hints(target: Any) -> dict[str, Any]:
+    fn = target.__init__ if isinstance(target, type) else target
+    try:
+        return typing.get_type_hints(getattr(target, "__tipi_function__", fn))
+    except Exception:  # noqa: BLE001 - unresolvable hints just skip the type check
+        return {}
+
+
+def _type_ok(value: Any, annotation: Any) -> bool:
+    """A shallow check of config values against simple annotations; unknown shapes pass."""
+    if annotation is Any or annotation is inspect.Parameter.empty:
+        return True
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        return any(_type_ok(value, arg) for arg in typing.get_args(annotation))
+    if annotation is type(None):
+        return value is None
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation in (bool, str):
+        return isinstance(value, annotation)
+    if origin in (list, tuple, typing.Sequence) or annotation in (list, tuple):
+        return isinstance(value, (list, tuple))
+    if origin in (dict, typing.Mapping) or annotation is dict:
+        return isinstance(value, dict)
+    return True
+
+
+def check_params(target: Any, params: Mapping[str, Any], key: str, *, injected: tuple[str, ...] = ()) -> None:
+    """Check ``params`` bind to ``target``'s signature with plausible types.
+
+    ``injected`` names parameters tipi passes itself (``controller``).
+    """
+    sig = _signature(target)
+    accepts_kwargs = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+    named = {n: p for n, p in sig.parameters.items()
+             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and n not in injected}
+    for name in params:
+        if name not in named and not accepts_kwargs:
+            raise ConfigError.unknown(f"{key}.{name}", name, named, "parameter")
+    for name, param in named.items():
+        if param.default is param.empty and name not in params:
+            raise ConfigError(f"missing required parameter '{name}'", key=f"{key}.{name}",
+                              hint=f"Set it with +{key}.{name}=...")
+    hints = _type_hints(target)
+    for name, value in params.items():
+        if isinstance(value, Mapping) and "_target_" in value:
+            continue  # a nested object: checked when it is instantiated
+        annotation = hints.get(name, named[name].annotation if name in named else Any)
+        if not _type_ok(value, annotation):
+            shown = getattr(annotation, "__name__", str(annotation))
+            raise ConfigError(f"expected {shown}, got {type(value).__name__} {value!r}", key=f"{key}.{name}")
+
+
+class PipelineBuilder:
+    """Turns a composed config into ``(permanences, process_specs)``."""
+
+    def __init__(self, cfg: DictConfig) -> None:
+        self.cfg = cfg
+
+    def _section(self, name: str) -> dict[str, Any]:
+        node = self.cfg.get(name)
+        if node is None:
+            return {}
+        if not isinstance(node, DictConfig):
+            raise ConfigError(f"must be a mapping of name -> _target_ node, got {type(node).__name__}", key=name)
+        try:
+            return {str(k): node[k] for k in node}  # indexing resolves ${data}-style references
+        except OmegaConfBaseException as exc:
+            raise ConfigError(f"cannot resolve: {exc}", key=f"{name}.{getattr(exc, 'key', '')}") from exc
+
+    @staticmethod
+    def _params(node: Any, key: str) -> dict[str, Any]:
+        try:
+            container = OmegaConf.to_container(node, resolve=True)
+        except OmegaConfBaseException as exc:
+            full_key = f"{key}.{exc.full_key}" if getattr(exc, "full_key", None) else key
+            raise ConfigError(f"cannot resolve: {exc.msg if hasattr(exc, 'msg') else exc}", key=full_key) from exc
+        if not isinstance(container, dict) or "_target_" not in container:
+            raise ConfigError("needs a _target_ naming the class to build", key=key)
+        return container
+
+    def check(self) -> tuple[dict[str, Any], dict[str, tuple[type[PipelineProcess], dict[str, Any]]]]:
+        """Check the whole config; return located permanence classes and process classes with params."""
+        perm_nodes = {n: node for n, node in self._section("permanences").items() if node is not None}
+        perm_targets: dict[str, Any] = {}
+        for name, node in perm_nodes.items():
+            key = f"permanences.{name}"
+            params = self._params(node, key)
+            target = locate(params["_target_"], f"{key}._target_")
+            if isinstance(target, type) and not issubclass(target, Permanence):
+                raise ConfigError(f"'{params['_target_']}' is not a Permanence subclass", key=f"{key}._target_")
+            check_params(target, {k: v for k, v in params.items() if k not in HYDRA_KEYS}, key)
+            perm_targets[name] = target
+
+        processes: dict[str, tuple[type[PipelineProcess], dict[str, Any]]] = {}
+        for name, node in self._section("processes").items():
+            if node is None:
+                continue
+            key = f"processes.{name}"
+            params = self._params(node, key)
+            cls = as_process_class(locate(params.pop("_target_"), f"{key}._target_"), f"{key}._target_")
+            check_params(cls, params, key, injected=("controller",))
+            for needed, expected in dict(getattr(cls, "requires", {}) or {}).items():
+                if needed not in perm_targets:
+                    raise ConfigError(
+                        f"process '{name}' needs permanence '{needed}', which is not configured. "
+                        f"Configured: {', '.join(perm_targets) or '(none)'}",
+                        key=f"{key}",
+                        hint=f"Add permanences.{needed} (a _target_ node), or drop the process with ~{key}.",
+                    )
+                target = perm_targets[needed]
+                if isinstance(target, type) and isinstance(expected, type) and not issubclass(target, expected):
+                    raise ConfigError(f"process '{name}' needs a {expected.__name__}, "
+                                      f"but this is a {target.__name__}", key=f"permanences.{needed}")
+            processes[name] = (cls, params)
+        return perm_nodes, processes
+
+    def build(self) -> tuple[dict[str, Permanence | None], list[ProcessWithParams]]:
+        """Check everything, then construct the permanences (nothing is allocated yet)."""
+        from hydra.errors import InstantiationException
+        from hydra.utils import instantiate
+
+        perm_nodes, processes = self.check()
+        permanences: dict[str, Permanence | None] = {}
+        for name, node in self._section("permanences").items():
+            if node is None:
+                permanences[name] = None
+                continue
+            try:
+                permanences[name] = instantiate(perm_nodes[name], _convert_="all")
+            except InstantiationException as exc:
+                cause = exc.__cause__ or exc
+                if isinstance(cause, ConfigError):
+                    raise cause from exc
+                raise ConfigError(f"cannot be constructed: {cause}", key=f"permanences.{name}") from exc
+        specs = [ProcessWithParams(cls, params, name=name) for name, (cls, params) in processes.items()]
+        return permanences, specs

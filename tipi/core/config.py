@@ -1,0 +1,35 @@
+"""Where tipi's config tree lives and the resolvers it uses.
+
+Kept free of torch so composing a config (``--help``, ``--cfg job``) stays cheap.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+# The config tree ships inside the package as ``tipi.conf`` (mapped from the
+# repository's top-level ``conf/``), so a wheel install finds it too.
+CONFIG_PATH = "pkg://tipi.conf"
+CONFIG_NAME = "config"
+
+
+def _run_dir(resume: str | None, default: str) -> str:
+    """``hydra.run.dir``: the directory being resumed, else the fresh default."""
+    return str(Path(resume).expanduser().absolute()) if resume else default
+
+
+def _output_subdir(resume: str | None) -> str:
+    """``hydra.output_subdir``: a resumed run keeps its original ``.hydra/`` untouched."""
+    if resume:
+        return f".hydra/resume-{datetime.now():%Y-%m-%d_%H-%M-%S}"
+    return ".hydra"
+
+
+def register_resolvers() -> None:
+    """Register tipi's OmegaConf resolvers (idempotent)."""
+    for name, fn in (("tipi_run_dir", _run_dir), ("tipi_output_subdir", _output_subdir)):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn)

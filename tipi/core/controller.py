@@ -1,0 +1,165 @@
+"""The controller: owns the permanences' lifecycle and hands them to processes."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, TypeVar
+
+from tipi.core.context import RunContext
+from tipi.core.errors import ConfigError, PermanenceError
+from tipi.core.permanence import Permanence
+from tipi.core.process import PipelineProcess, ProcessWithParams
+
+log = logging.getLogger(__name__)
+P = TypeVar("P")
+
+
+class PipelineController:
+    """Holds the permanences (by name, in build order) and the process specs.
+
+    ``None`` values in ``permanences`` are optional resources that are switched
+    off: they take no part in the lifecycle and ``get_permanence`` returns None.
+    """
+
+    def __init__(
+        self,
+        permanences: Mapping[str, Permanence | None],
+        process_specs: Sequence[ProcessWithParams],
+        context: RunContext | None = None,
+    ) -> None:
+        self.permanences: dict[str, Permanence | None] = dict(permanences)
+        self.process_specs = list(process_specs)
+        self.context = context or RunContext()
+        self.results: dict[str, Any] = {}
+        self._initialized: list[str] = []
+        self._defer_depth = 0
+        self._pending_signal: int | None = None
+        for perm in self.permanences.values():
+            if perm is not None:
+                perm.attach(self)
+
+    # -- access -----------------------------------------------------------
+    @property
+    def run_dir(self):  # noqa: ANN201 - Path, kept lazy for readability
+        """The run's output directory."""
+        return self.context.run_dir
+
+    def get_permanence(self, name: str, expected_type: type[P] | None = None) -> P | Any:
+        """The permanence called ``name``; if ``expected_type`` is given, it must be one."""
+        if name not in self.permanences:
+            raise ConfigError.unknown(f"permanences.{name}", name, self.permanences, "permanence")
+        perm = self.permanences[name]
+        if expected_type is not None and not isinstance(perm, expected_type):
+            raise ConfigError(
+                f"is a {type(perm).__name__}, but a {expected_type.__name__} is required",
+                key=f"permanences.{name}",
+            )
+        return perm
+
+    def find_permanence(self, expected_type: type[P]) -> P | None:
+        """The first permanence of ``expected_type``, or None."""
+        for perm in self.permanences.values():
+            if isinstance(perm, expected_type):
+                return perm
+        return None
+
+    def _active(self) -> Iterator[tuple[str, Permanence]]:
+        for name, perm in self.permanences.items():
+            if perm is not None:
+                yield name, perm
+
+    # -- lifecycle --------------------------------------------------------
+    def initialize_permanences(self) -> None:
+        """``initialize()`` each permanence in build order.
+
+        If one fails, those already initialized are cleaned up (in reverse) and
+        the original error propagates, with any cleanup errors attached.
+        """
+        for name, perm in self._active():
+            try:
+                perm.initialize()
+            except BaseException as exc:
+                _add_note(exc, f"while initializing permanences.{name}")
+                self._attach_cleanup_errors(exc, self.cleanup())
+                raise
+            self._initialized.append(name)
+
+    def validate_permanences(self) -> None:
+        """``validate()`` each initialized permanence in build order."""
+        for name in self._initialized:
+            try:
+                self.permanences[name].validate()  # type: ignore[union-attr]
+            except BaseException as exc:
+                _add_note(exc, f"while validating permanences.{name}")
+                raise
+
+    def checkpoint_permanences(self) -> None:
+        """``checkpoint()`` each initialized permanence in build order."""
+        for name in self._initialized:
+            try:
+                self.permanences[name].checkpoint()  # type: ignore[union-attr]
+            except BaseException as exc:
+                _add_note(exc, f"while checkpointing permanences.{name}")
+                raise
+
+    def cleanup(self) -> list[BaseException]:
+        """``cleanup()`` every initialized permanence in reverse order.
+
+        A failing cleanup does not stop the others; the errors are returned so
+        the caller can attach them to the error the user sees.
+        """
+        errors: list[BaseException] = []
+        while self._initialized:
+            name = self._initialized.pop()
+            try:
+                self.permanences[name].cleanup()  # type: ignore[union-attr]
+            except BaseException as exc:  # noqa: BLE001 - every cleanup must run
+                log.error("cleanup of permanences.%s failed: %s", name, exc)
+                errors.append(PermanenceError(f"cleanup() failed: {exc!r}", key=f"permanences.{name}"))
+        return errors
+
+    @staticmethod
+    def _attach_cleanup_errors(exc: BaseException, errors: list[BaseException]) -> None:
+        if errors:
+            existing = getattr(exc, "cleanup_errors", None)
+            if isinstance(existing, list):
+                existing.extend(errors)
+            else:
+                with contextlib.suppress(AttributeError):
+                    exc.cleanup_errors = errors  # type: ignore[attr-defined]
+            for err in errors:
+                _add_note(exc, f"also: {err}")
+
+    # -- processes --------------------------------------------------------
+    def iterate_processes(self) -> Iterator[PipelineProcess]:
+        """Construct each process in order, just before it runs."""
+        for spec in self.process_specs:
+            process = spec.cls(self, **spec.params)
+            process.name = spec.name  # type: ignore[attr-defined]
+            yield process
+
+    # -- signals ----------------------------------------------------------
+    @contextlib.contextmanager
+    def atomic(self) -> Iterator[None]:
+        """Defer Ctrl-C / SIGTERM / SLURM signals until the block ends.
+
+        A training step runs inside ``atomic()`` so an interruption lands on a
+        step boundary and the checkpoint taken then resumes exactly.
+        """
+        self._defer_depth += 1
+        try:
+            yield
+        finally:
+            self._defer_depth -= 1
+            if self._defer_depth == 0 and self._pending_signal is not None:
+                signum, self._pending_signal = self._pending_signal, None
+                from tipi.core.executor import raise_interrupt
+
+                raise_interrupt(signum)
+
+
+def _add_note(exc: BaseException, note: str) -> None:
+    if hasattr(exc, "add_note"):
+        exc.add_note(note)

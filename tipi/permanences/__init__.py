@@ -1,0 +1,1 @@
+"""tipi's built-in permanences: device, progress, logger, data, network, hyperparameters."""

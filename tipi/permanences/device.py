@@ -1,0 +1,112 @@
+"""The device permanence: which accelerator a run uses.
+
+``auto`` picks the CUDA device with the most free memory as the driver
+reports it (``torch.cuda.mem_get_info``, not this process's allocator), else
+MPS, else the CPU. A named device that does not exist is a clear error that
+lists the devices that do.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+from tipi.core.errors import DeviceError
+from tipi.core.permanence import Permanence
+
+if TYPE_CHECKING:
+    import torch
+
+_SPEC = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+VALID_SPECS = "auto, cpu, cuda, cuda:N, mps"
+
+
+def check_spec(spec: str, key: str = "device") -> str:
+    """Check the spelling of a device spec without importing torch."""
+    spec = str(spec).strip().lower()
+    if not _SPEC.match(spec):
+        raise DeviceError(f"'{spec}' is not a device. Valid: {VALID_SPECS}", key=key)
+    return spec
+
+
+def available_devices() -> list[str]:
+    """Every device this machine has, e.g. ``['cpu', 'cuda:0', 'cuda:1']``."""
+    import torch
+
+    devices = ["cpu"]
+    if torch.cuda.is_available():
+        devices += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        devices.append("mps")
+    return devices
+
+
+def _free_memory(index: int) -> int:
+    import torch
+
+    free, _total = torch.cuda.mem_get_info(index)
+    return int(free)
+
+
+def resolve_device(spec: str = "auto", key: str = "device") -> torch.device:
+    """The ``torch.device`` for ``spec``; a ``DeviceError`` naming ``key`` if there is none."""
+    import torch
+
+    spec = check_spec(spec, key)
+    if spec == "auto":
+        if torch.cuda.is_available() and torch.cuda.device_count() > 0:
+            best = max(range(torch.cuda.device_count()), key=_free_memory)
+            return torch.device("cuda", best)
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if spec == "cuda":
+        spec = "cuda:0"
+    if spec not in available_devices():
+        raise DeviceError(f"'{spec}' does not exist on this machine. Available: {', '.join(available_devices())}",
+                          key=key, hint="Use device=auto to pick the best available device.")
+    return torch.device(spec)
+
+
+class Device(Permanence):
+    """Selects the run's device in ``initialize()``; ``device`` is a ``torch.device`` afterwards."""
+
+    def __init__(self, spec: str = "auto", min_free_memory_gb: float = 0.0) -> None:
+        self.spec = check_spec(spec)
+        self.min_free_memory_gb = float(min_free_memory_gb)
+        self.device: torch.device | None = None
+
+    def initialize(self) -> None:
+        """Resolve the spec to a device that exists."""
+        self.device = resolve_device(self.spec)
+
+    @property
+    def type(self) -> str:
+        """``cpu``, ``cuda`` or ``mps`` (``cpu`` before initialize)."""
+        return self.device.type if self.device is not None else "cpu"
+
+    def validate(self) -> None:
+        """Fail when a CUDA device has less free memory than ``min_free_memory_gb``."""
+        if self.device is None or self.device.type != "cuda" or self.min_free_memory_gb <= 0:
+            return
+        free_gb = _free_memory(self.device.index or 0) / 2**30
+        if free_gb < self.min_free_memory_gb:
+            raise DeviceError(
+                f"{self.device} has {free_gb:.2f} GiB free, below the required {self.min_free_memory_gb} GiB",
+                key="permanences.device.min_free_memory_gb",
+                hint="Choose another device (device=cuda:N or device=auto) or lower the threshold.",
+            )
+
+    def get_state(self) -> dict[str, Any]:
+        """The chosen device."""
+        return {"device": str(self.device) if self.device is not None else None}
+
+    def cleanup(self) -> None:
+        """Release cached CUDA memory so the next job of a multirun starts clean."""
+        if self.device is not None and self.device.type == "cuda":
+            import torch
+
+            torch.cuda.empty_cache()
+        self.device = None

@@ -1,0 +1,221 @@
+"""The network permanence: model, optimizer, scheduler, training state, checkpoints.
+
+``checkpoint()`` writes ``checkpoints/last.pt`` atomically (temp file + rename)
+with everything an exact resume needs: weights, optimizer, scheduler, AMP
+scaler, epoch, step, best metric and every RNG state. ``initialize()`` loads
+it when the run directory has one, with ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from tipi.core.errors import CheckpointError, ConfigError
+from tipi.core.permanence import Permanence
+from tipi.permanences.device import Device
+
+if TYPE_CHECKING:
+    import torch
+
+
+def _plain(node: Any) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+
+
+def _rng_states() -> dict[str, Any]:
+    import numpy as np
+    import torch
+
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    states: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": (kind, torch.from_numpy(keys.astype("int64")), pos, has_gauss, cached),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def _set_rng_states(states: dict[str, Any]) -> None:
+    import numpy as np
+    import torch
+
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, pos, has_gauss, cached = states["numpy"]
+    np.random.set_state((kind, keys.numpy().astype("uint32"), pos, has_gauss, cached))
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def atomic_save(obj: Any, path: Path) -> None:
+    """``torch.save`` to a temp file in the same directory, fsync, then rename over ``path``."""
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise CheckpointError(f"cannot write {path}: {exc.strerror or exc}; the previous checkpoint is kept",
+                              key="permanences.network") from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Load a checkpoint safely (``weights_only=True``); a clear error if it is damaged."""
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
+        size = path.stat().st_size if path.exists() else 0
+        raise CheckpointError(
+            f"{path} cannot be loaded ({size} bytes; {type(exc).__name__}): it is truncated or corrupt",
+            key="resume",
+            hint="Remove it to start this run over, or restore it from best.pt.",
+        ) from exc
+
+
+class Network(Permanence):
+    """Holds the model and its optimizer on the run's device, plus the training state."""
+
+    def __init__(self, model: Any, optimizer: Any, scheduler: Any = None, amp: bool = False,
+                 checkpoint_dir: str = "checkpoints") -> None:
+        self.model_cfg = _plain(model)
+        self.optimizer_cfg = _plain(optimizer)
+        self.scheduler_cfg = _plain(scheduler)
+        for key, node in (("model", self.model_cfg), ("optimizer", self.optimizer_cfg)):
+            if not isinstance(node, dict) or "_target_" not in node:
+                raise ConfigError("needs a _target_ node", key=key)
+        self.amp = amp
+        self.checkpoint_dir_name = checkpoint_dir
+        self.model: torch.nn.Module | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.scheduler: Any = None
+        self.scaler: Any = None
+        self.device: torch.device | None = None
+        self.state: dict[str, Any] = self._fresh_state()
+        self.resumed_from: Path | None = None
+
+    @staticmethod
+    def _fresh_state() -> dict[str, Any]:
+        return {"epoch": 0, "epoch_step": 0, "step": 0, "best_metric": None, "finished": False,
+                "bad_epochs": 0, "history": []}
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        """``<run dir>/checkpoints``."""
+        return self.controller.run_dir / self.checkpoint_dir_name
+
+    def initialize(self) -> None:
+        """Build model, optimizer and scheduler on the device; resume from ``last.pt`` if present."""
+        from hydra.utils import instantiate
+
+        device = self.controller.find_permanence(Device)
+        if device is None or device.device is None:
+            raise ConfigError("the network needs an initialized Device permanence", key="permanences.device")
+        self.device = device.device
+        try:
+            self.model = instantiate(self.model_cfg).to(self.device)
+        except Exception as exc:
+            raise ConfigError(f"cannot be built: {exc.__cause__ or exc}", key="model") from exc
+        try:
+            self.optimizer = instantiate(self.optimizer_cfg)(self.model.parameters())
+        except Exception as exc:
+            raise ConfigError(f"cannot be built: {exc.__cause__ or exc}", key="optimizer") from exc
+        if self.scheduler_cfg:
+            self.scheduler = instantiate(self.scheduler_cfg)(self.optimizer)
+        if self.amp and self.device.type == "cuda":
+            import torch
+
+            self.scaler = torch.amp.GradScaler("cuda")
+        last = self.checkpoint_dir / "last.pt"
+        if last.exists():
+            self.load(last)
+
+    def autocast(self) -> Any:
+        """Mixed precision on CUDA when ``amp`` is on; otherwise a no-op context."""
+        import contextlib
+
+        import torch
+
+        if self.scaler is not None and self.device is not None:
+            return torch.autocast(device_type=self.device.type, dtype=torch.float16)
+        return contextlib.nullcontext()
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything ``last.pt`` holds."""
+        assert self.model is not None and self.optimizer is not None
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "state": self.state,
+            "rng": _rng_states(),
+            "model_config": self.model_cfg,
+        }
+
+    def load(self, path: Path) -> None:
+        """Restore weights, optimizer, scheduler, state and RNG from a checkpoint."""
+        assert self.model is not None and self.optimizer is not None
+        ckpt = load_checkpoint(path)
+        if ckpt.get("model_config") not in (None, self.model_cfg):
+            raise CheckpointError(
+                f"{path} holds a different model ({ckpt['model_config'].get('_target_')} "
+                f"{ {k: v for k, v in ckpt['model_config'].items() if k != '_target_'} }) than this run's "
+                f"({ {k: v for k, v in self.model_cfg.items() if k != '_target_'} })",
+                key="resume", hint="Resume with the model the run was started with.")
+        try:
+            self.model.load_state_dict(ckpt["model"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise CheckpointError(f"{path} does not fit this model: {str(exc).splitlines()[0]}",
+                                  key="resume") from exc
+        if self.scheduler is not None and ckpt.get("scheduler"):
+            self.scheduler.load_state_dict(ckpt["scheduler"])
+        if self.scaler is not None and ckpt.get("scaler"):
+            self.scaler.load_state_dict(ckpt["scaler"])
+        self.state = {**self._fresh_state(), **ckpt["state"]}
+        if "rng" in ckpt:
+            _set_rng_states(ckpt["rng"])
+        self.resumed_from = path
+
+    def checkpoint(self) -> None:
+        """Write ``last.pt`` atomically."""
+        if self.model is not None:
+            atomic_save(self.state_dict(), self.checkpoint_dir / "last.pt")
+
+    def save_best(self) -> None:
+        """Write ``best.pt`` atomically (the weights with the best monitored metric so far)."""
+        if self.model is not None:
+            atomic_save(self.state_dict(), self.checkpoint_dir / "best.pt")
+
+    def load_best_weights(self) -> bool:
+        """Load ``best.pt``'s weights into the model, if there is one; True if loaded."""
+        best = self.checkpoint_dir / "best.pt"
+        if self.model is None or not best.exists():
+            return False
+        self.model.load_state_dict(load_checkpoint(best)["model"])
+        return True
+
+    def get_state(self) -> dict[str, Any]:
+        """Epoch, step and best metric."""
+        return {k: self.state[k] for k in ("epoch", "step", "best_metric", "finished")}
+
+    def cleanup(self) -> None:
+        """Drop model and optimizer so their memory (and VRAM) is released."""
+        self.model = self.optimizer = self.scheduler = self.scaler = None

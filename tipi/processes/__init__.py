@@ -1,0 +1,1 @@
+"""tipi's built-in processes: data loading, training, validation, test, results."""

@@ -1,0 +1,71 @@
+"""The result step: a prediction grid and metric curves under ``figures/``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+from tipi.core.process import PipelineProcess
+from tipi.permanences.data import Data
+from tipi.permanences.network import Network
+from tipi.processes.common import bar, logger_of
+
+
+def save_predictions(network: Network, data: Data, path: Path, num_samples: int = 4) -> Path:
+    """Image / ground truth / prediction for the first ``num_samples`` validation images."""
+    import torch
+
+    from tipi.vision.figures import save_prediction_grid
+
+    dataset = data.datasets.get("val") or data.datasets["train"]
+    n = min(num_samples, len(dataset))
+    images, masks = zip(*(dataset[i] for i in range(n)), strict=True)
+    batch = torch.stack(images)
+    model = network.model
+    assert model is not None
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        preds = model(batch.to(network.device)).argmax(1).cpu()
+    model.train(was_training)
+    save_prediction_grid(batch, torch.stack(masks), preds, path)
+    return path
+
+
+class ResultProcess(PipelineProcess):
+    """Writes ``figures/predictions_final.png`` and ``figures/curves.png``."""
+
+    requires: ClassVar[dict[str, type]] = {"network": Network, "data": Data}
+
+    def __init__(self, controller: Any, force: bool = False, num_samples: int = 4) -> None:
+        super().__init__(controller, force)
+        self.num_samples = num_samples
+
+    @property
+    def outputs(self) -> list[Path]:
+        """The figures this step writes."""
+        figures = self.controller.context.figures_dir
+        return [figures / "predictions_final.png", figures / "curves.png"]
+
+    def skip(self) -> bool:
+        """Done when both figures exist."""
+        return all(p.exists() for p in self.outputs)
+
+    def execute(self) -> list[str]:
+        """Draw both figures and hand them to the logger."""
+        from tipi.vision.figures import save_metric_curves
+
+        network = self.controller.get_permanence("network", Network)
+        data = self.controller.get_permanence("data", Data)
+        data.prepare()
+        grid, curves = self.outputs
+        with bar(self.controller, "result", total=2) as b:
+            save_predictions(network, data, grid, self.num_samples)
+            b.advance()
+            save_metric_curves(network.state["history"], curves)
+            b.advance()
+        logger = logger_of(self.controller)
+        if logger is not None:
+            logger.log_image("predictions", grid, step=network.state["step"])
+            logger.log_image("curves", curves, step=network.state["step"])
+        return [str(p) for p in self.outputs]

@@ -1,0 +1,1 @@
+"""WandB sweeps mapped onto the engine."""
