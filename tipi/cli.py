@@ -13,7 +13,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from tipi.core.config import CONFIG_NAME, CONFIG_PATH, register_resolvers
+from tipi.core.config import CONFIG_NAME, CONFIG_PATH, normalize_overrides, register_resolvers
 from tipi.core.errors import Interrupted, TipiError
 
 
@@ -72,4 +72,5 @@ def task(cfg: DictConfig) -> float | None:
 def main() -> Any:
     """Console entry point."""
     register_resolvers()
+    sys.argv[1:] = normalize_overrides(sys.argv[1:])
     return hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name=CONFIG_NAME)(task)()

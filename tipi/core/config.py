@@ -33,3 +33,20 @@ def register_resolvers() -> None:
     for name, fn in (("tipi_run_dir", _run_dir), ("tipi_output_subdir", _output_subdir)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
+
+
+# Groups that sit in the primary defaults list as `null` (so that `debug=...`
+# overlays come after an experiment and win), but that users may also select
+# with a leading `+`, as Hydra's docs and DESIGN.md write it.
+PLUS_OPTIONAL_GROUPS = ("experiment",)
+
+
+def normalize_overrides(overrides: list[str]) -> list[str]:
+    """``+experiment=seg`` -> ``experiment=seg``: both spellings select an experiment."""
+    out = []
+    for item in overrides:
+        for group in PLUS_OPTIONAL_GROUPS:
+            if item.startswith(f"+{group}="):
+                item = item[1:]
+        out.append(item)
+    return out

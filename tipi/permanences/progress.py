@@ -37,13 +37,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import sys
 import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, ParamSpec, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 from tipi.core.context import get_current_controller
 from tipi.core.errors import ConfigError
@@ -67,7 +68,6 @@ __all__ = [
 MODES = ("auto", "rich", "plain", "none")
 
 R = TypeVar("R")
-PS = ParamSpec("PS")
 
 # The innermost open task of this thread / asyncio task. A ContextVar (not a
 # per-manager list) so that nesting follows the code that opened the bars,
@@ -120,9 +120,24 @@ class ProgressTask:
     write attributes of this object; the display picks them up when it redraws.
     """
 
-    __slots__ = ("name", "description", "total", "completed", "status", "depth", "parent",
-                 "_manager", "_task_id", "_path", "_started", "_next_line", "_finished_child",
-                 "_open", "_token", "__weakref__")
+    __slots__ = (
+        "__weakref__",
+        "_finished_child",
+        "_manager",
+        "_next_line",
+        "_open",
+        "_path",
+        "_started",
+        "_task_id",
+        "_token",
+        "completed",
+        "depth",
+        "description",
+        "name",
+        "parent",
+        "status",
+        "total",
+    )
 
     def __init__(self, manager: ProgressManager | None, name: str, total: float | None,
                  description: str | None) -> None:
@@ -174,12 +189,10 @@ class ProgressTask:
         self._open = False
         token, self._token = self._token, None
         if token is not None:
-            try:
+            # ValueError: exited in another context than it was entered in (a
+            # generator finished by the garbage collector): that nesting is not ours.
+            with contextlib.suppress(ValueError):
                 _current_task.reset(token)
-            except ValueError:
-                # Exited in another context than it was entered in (a generator
-                # finished by the garbage collector): the nesting there is not ours.
-                pass
         if self._manager is not None:
             self._manager._close_task(self)
 
@@ -211,7 +224,10 @@ def _synced_progress_class() -> type[Progress]:
     class SyncedProgress(Progress):
         """A Rich ``Progress`` whose tasks mirror tipi ``ProgressTask`` handles."""
 
-        tipi_handles: list[ProgressTask]
+        def __init__(self, *columns: Any, handles: list[ProgressTask], **kwargs: Any) -> None:
+            # Set before Progress.__init__, which renders once while building its Live.
+            self.tipi_handles = handles
+            super().__init__(*columns, **kwargs)
 
         def get_renderables(self) -> Iterator[Any]:
             # Called under the Live's lock by the refresh thread (and on the
@@ -284,11 +300,11 @@ class ProgressManager(Permanence):
         self._state = "new"  # new -> running -> (closing ->) closed
         self._progress: Progress | None = None
         self._open: list[ProgressTask] = []
-        self._finished_roots: list[ProgressTask] = []
         self._plain_next_line: dict[str, float] = {}
         self._plain_next_finish: dict[str, float] = {}
         self._write_lock: threading.Lock | None = None
         self._finalizer: weakref.finalize | None = None
+        self._rerouted: list[tuple[logging.StreamHandler[Any], Any, Any]] = []
 
     # -- lifecycle --------------------------------------------------------
     def _resolve_mode(self) -> str:
@@ -309,7 +325,6 @@ class ProgressManager(Permanence):
             return
         self.active_mode = self._resolve_mode()
         self._open = []
-        self._finished_roots = []
         self._plain_next_line = {}
         self._plain_next_finish = {}
         if self.active_mode == "rich":
@@ -328,10 +343,12 @@ class ProgressManager(Permanence):
                 TextColumn("{task.fields[status]}", markup=False),
                 console=console,
                 refresh_per_second=self.refresh_per_second,
+                handles=self._open,
             )
-            progress.tipi_handles = self._open  # type: ignore[attr-defined]
+            before = (sys.stdout, sys.stderr)
             progress.start()
             self._progress = progress
+            self._rerouted = _reroute_log_handlers(before, (sys.stdout, sys.stderr))
             # A backstop for a bar that is never closed: restore the terminal at exit.
             self._finalizer = weakref.finalize(self, _stop_quietly, progress)
         elif self.active_mode == "plain":
@@ -360,6 +377,10 @@ class ProgressManager(Permanence):
             finalizer.detach()
         if progress is not None:
             progress.stop()
+        rerouted, self._rerouted = self._rerouted, []
+        for handler, proxy, original in rerouted:
+            if handler.stream is proxy:
+                handler.setStream(original)
 
     def get_state(self) -> dict[str, Any]:
         """The mode in use and the bars open now."""
@@ -501,6 +522,33 @@ class ProgressManager(Permanence):
         with lock, contextlib.suppress(OSError, ValueError):  # a closed stream must not stop the run
             stream.write(line)
             stream.flush()
+
+
+def _reroute_log_handlers(before: tuple[Any, Any], after: tuple[Any, Any],
+                          ) -> list[tuple[logging.StreamHandler[Any], Any, Any]]:
+    """Point logging handlers that write to the real stdout/stderr at the live display's proxies.
+
+    Rich redirects ``sys.stdout``/``sys.stderr`` while a live display runs, so
+    ``print`` lands above the bars. Logging handlers (Hydra's console handler
+    among them) hold the stream they were configured with and would write
+    straight through the display, tearing it; routing them through the same
+    proxies keeps log lines above the bars too. Returns what to restore.
+    """
+    changed: list[tuple[logging.StreamHandler[Any], Any, Any]] = []
+    pairs = [(old, new) for old, new in zip(before, after, strict=True) if old is not new]
+    if not pairs:
+        return changed  # the display did not redirect (not a terminal): nothing to do
+    loggers: list[Any] = [logging.getLogger()]
+    loggers += [lg for lg in list(logging.Logger.manager.loggerDict.values()) if isinstance(lg, logging.Logger)]
+    for lg in loggers:
+        for handler in list(lg.handlers):
+            if type(handler) is not logging.StreamHandler:  # FileHandler & co. write files, not the terminal
+                continue
+            for old, new in pairs:
+                if handler.stream is old:
+                    handler.setStream(new)
+                    changed.append((handler, new, old))
+    return changed
 
 
 def _hms(seconds: float) -> str:

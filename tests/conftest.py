@@ -1,0 +1,67 @@
+"""Shared fixtures: run the real CLI in a subprocess, in a temp working directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def tipi_env(**extra: str) -> dict[str, str]:
+    """The environment a CLI test runs with: offline WandB, no colours, tests importable."""
+    env = dict(os.environ)
+    env.update(
+        WANDB_MODE=env.get("WANDB_MODE", "offline"),
+        WANDB_SILENT="true",
+        PYTHONPATH=os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+        NO_COLOR="1",
+        TERM="dumb",
+        COLUMNS="200",
+    )
+    env.pop("TIPI_TRACEBACK", None)
+    env.pop("HYDRA_FULL_ERROR", None)
+    env.update(extra)
+    return env
+
+
+RunTipi = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def run_tipi(tmp_path: Path) -> RunTipi:
+    """``run_tipi("+experiment=seg", "debug=fast")`` runs ``python -m tipi`` in ``tmp_path``."""
+
+    def run(*args: str, cwd: Path | None = None, timeout: float = 240, env: dict[str, str] | None = None,
+            check: bool = False) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "tipi", *args], cwd=cwd or tmp_path, env=env or tipi_env(),
+            capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"tipi {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    return run
+
+
+def run_dirs(root: Path) -> list[Path]:
+    """Every directory under ``root`` that holds a ``run.json``, oldest first."""
+    return sorted((p.parent for p in root.rglob("run.json")), key=lambda p: str(p))
+
+
+def read_json(path: Path) -> Any:
+    """Parse a JSON file."""
+    return json.loads(path.read_text())
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Parse a JSON-lines file."""
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

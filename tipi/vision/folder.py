@@ -1,0 +1,227 @@
+"""A segmentation dataset read from a folder of image and mask files.
+
+Layout::
+
+    root/
+      images/  a.png  b.jpg  ...      RGB (or greyscale) images, .png/.jpg/.jpeg
+      masks/   a.png  b.png  ...      single-channel PNG of class indices, same stem
+
+Every problem a user can cause (a wrong path, a missing mask, an unreadable
+file) is reported as a :class:`~tipi.core.errors.DataError` against the config
+key ``data.root`` with the file names involved. Pairing and readability are
+checked in the constructor, so the mistake shows before any training starts;
+pixels are read item by item.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from tipi.core.errors import DataError
+from tipi.vision.transforms import denormalize_image, normalize_image
+
+IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg")
+MASK_EXTENSION = ".png"
+_KEY = "data.root"
+_MASK_MODES = ("1", "L", "P", "I", "I;16")  # single-channel modes Pillow reads as indices
+_DIRECT_MODES = ("1", "L", "P")  # read as is; wider integer modes are widened to "I" first
+_SHOWN = 5  # file names listed in one message before "... and N more"
+
+
+def _listing(names: Sequence[str]) -> str:
+    shown = ", ".join(names[:_SHOWN])
+    return shown + (f" ... and {len(names) - _SHOWN} more" if len(names) > _SHOWN else "")
+
+
+def _files(folder: Path) -> list[Path]:
+    """Regular, non-hidden files of ``folder`` sorted by name (hidden ones like .DS_Store are skipped)."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+
+
+class FolderDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
+    """Image/mask pairs from ``root/images`` and ``root/masks``.
+
+    Args:
+        root: the folder holding ``images/`` and ``masks/``.
+        image_size: when given, images are resized to ``image_size`` squared
+            (bilinear) and masks likewise with nearest neighbour, so class
+            indices are never blended. Otherwise each image keeps its size and
+            its mask must have the same size.
+        num_classes: when given, a mask value ``>= num_classes`` is an error
+            (reported when that item is read).
+
+    Items are ``(image, mask)``: image float32 ``[3, H, W]`` in ``[-1, 1]``,
+    mask int64 ``[H, W]``.
+
+    Raises:
+        DataError: the root or ``images/`` is missing or empty, an image has no
+            mask or a mask no image, or a file is not a readable image.
+    """
+
+    def __init__(self, root: str | Path, image_size: int | None = None, num_classes: int | None = None) -> None:
+        from PIL import Image
+
+        self.root = Path(root).expanduser()
+        self.image_size = image_size
+        self.num_classes = num_classes
+        if image_size is not None and image_size < 1:
+            raise ValueError(f"image_size must be a positive number of pixels or None, got {image_size}")
+        if num_classes is not None and num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1 or None, got {num_classes}")
+        if not self.root.is_dir():
+            what = "is not a directory" if self.root.exists() else "does not exist"
+            raise DataError(
+                f"dataset folder '{self.root}' {what}",
+                key=_KEY,
+                hint="Point data.root at a folder holding images/ and masks/ (absolute, or relative to where you run).",
+            )
+        image_dir = self.root / "images"
+        mask_dir = self.root / "masks"
+        if not image_dir.is_dir():
+            raise DataError(
+                f"no 'images' folder in '{self.root}'",
+                key=_KEY,
+                hint=f"Expected {image_dir}/<name>{{{','.join(IMAGE_EXTENSIONS)}}} and {mask_dir}/<name>.png.",
+            )
+        images = _files(image_dir)
+        foreign = [p.name for p in images if p.suffix.lower() not in IMAGE_EXTENSIONS]
+        if foreign:
+            raise DataError(
+                f"'{image_dir}' holds files that are not images: {_listing(foreign)}",
+                key=_KEY,
+                hint=f"Supported image extensions: {', '.join(IMAGE_EXTENSIONS)}. Move other files elsewhere.",
+            )
+        if not images:
+            raise DataError(
+                f"no image files in '{image_dir}'",
+                key=_KEY,
+                hint=f"Add images with extensions {', '.join(IMAGE_EXTENSIONS)}.",
+            )
+        stems: dict[str, Path] = {}
+        for path in images:
+            if path.stem in stems:
+                raise DataError(
+                    f"two images share the name '{path.stem}': {stems[path.stem].name} and {path.name}",
+                    key=_KEY,
+                    hint="Each image needs a unique name so that it matches exactly one mask.",
+                )
+            stems[path.stem] = path
+        masks = _files(mask_dir) if mask_dir.is_dir() else []
+        mask_stems = {p.stem: p for p in masks if p.suffix.lower() == MASK_EXTENSION}
+        not_png = [p.name for p in masks if p.suffix.lower() != MASK_EXTENSION]
+        if not_png:
+            raise DataError(
+                f"'{mask_dir}' holds files that are not PNG masks: {_listing(not_png)}",
+                key=_KEY,
+                hint="Masks must be lossless single-channel PNGs of class indices.",
+            )
+        unmatched_images = [stems[s].name for s in stems if s not in mask_stems]
+        if unmatched_images:
+            raise DataError(
+                f"{len(unmatched_images)} image(s) in '{image_dir}' have no mask in '{mask_dir}': "
+                f"{_listing(unmatched_images)}",
+                key=_KEY,
+                hint=f"Each images/<name>.* needs masks/<name>{MASK_EXTENSION}.",
+            )
+        unmatched_masks = [mask_stems[s].name for s in mask_stems if s not in stems]
+        if unmatched_masks:
+            raise DataError(
+                f"{len(unmatched_masks)} mask(s) in '{mask_dir}' have no image in '{image_dir}': "
+                f"{_listing(unmatched_masks)}",
+                key=_KEY,
+                hint=f"Each masks/<name>{MASK_EXTENSION} needs images/<name> with one of {', '.join(IMAGE_EXTENSIONS)}.",
+            )
+        self.pairs: list[tuple[Path, Path]] = [(stems[s], mask_stems[s]) for s in sorted(stems)]
+
+        # Read headers now, so a broken file stops the run before training starts.
+        for image_path, mask_path in self.pairs:
+            for path in (image_path, mask_path):
+                try:
+                    with Image.open(path) as picture:
+                        picture.verify()
+                        mode = picture.mode
+                # Pillow signals a broken file with several exception types.
+                except Exception as error:
+                    raise DataError(
+                        f"'{path}' is not a readable image ({error})",
+                        key=_KEY,
+                        hint="Replace or remove the file together with its image/mask partner.",
+                    ) from error
+                if path is mask_path and mode not in _MASK_MODES:
+                    raise DataError(
+                        f"mask '{path}' has mode {mode}; masks must be single-channel images of class indices",
+                        key=_KEY,
+                        hint="Save masks as 8-bit greyscale ('L') or palette ('P') PNGs whose values are the classes.",
+                    )
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        from PIL import Image
+
+        image_path, mask_path = self.pairs[index]
+        try:
+            with Image.open(image_path) as picture:
+                image = picture.convert("RGB")
+            with Image.open(mask_path) as picture:
+                mask = picture if picture.mode in _DIRECT_MODES else picture.convert("I")
+                mask.load()
+        except Exception as error:  # truncated or corrupt beyond the header
+            raise DataError(f"cannot read '{image_path}' or '{mask_path}': {error}", key=_KEY) from error
+        if self.image_size is not None:
+            size = (self.image_size, self.image_size)
+            image = image.resize(size, Image.Resampling.BILINEAR)
+            mask = mask.resize(size, Image.Resampling.NEAREST)
+        elif image.size != mask.size:
+            raise DataError(
+                f"image '{image_path.name}' is {image.size[0]}x{image.size[1]} but its mask is "
+                f"{mask.size[0]}x{mask.size[1]}",
+                key=_KEY,
+                hint="Give the mask the image's size, or set data.image_size to resize both.",
+            )
+        labels = np.asarray(mask, dtype=np.int64)
+        if self.num_classes is not None and labels.size and labels.max() >= self.num_classes:
+            raise DataError(
+                f"mask '{mask_path}' holds class {int(labels.max())}, but num_classes is {self.num_classes} "
+                f"(valid: 0..{self.num_classes - 1})",
+                key=_KEY,
+            )
+        return normalize_image(np.asarray(image)), torch.from_numpy(labels)
+
+    def __repr__(self) -> str:
+        return f"FolderDataset(root='{self.root}', n={len(self)}, image_size={self.image_size})"
+
+
+def write_folder_dataset(
+    root: str | Path,
+    dataset: Dataset[tuple[torch.Tensor, torch.Tensor]],
+    n: int,
+) -> Path:
+    """Write the first ``n`` samples of ``dataset`` as ``root/images/NNNNN.png`` and ``root/masks/NNNNN.png``.
+
+    The dataset must yield ``(image [3, H, W] in [-1, 1], mask [H, W])``, as
+    :class:`~tipi.vision.shapes.ShapesDataset` does. Returns ``root``.
+    """
+    from PIL import Image
+
+    total = len(dataset)  # type: ignore[arg-type]
+    if not 0 <= n <= total:
+        raise ValueError(f"cannot write {n} samples from a dataset of {total}")
+    root = Path(root)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "masks").mkdir(parents=True, exist_ok=True)
+    for index in range(n):
+        image, mask = dataset[index]
+        labels = mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
+        if labels.min() < 0 or labels.max() > 255:
+            raise ValueError(f"sample {index}: mask values must fit 8 bits (0..255) to be written as PNG")
+        name = f"{index:05d}.png"
+        Image.fromarray(denormalize_image(image)).save(root / "images" / name)
+        Image.fromarray(labels.astype(np.uint8)).save(root / "masks" / name)
+    return root
