@@ -32,7 +32,7 @@ def test_multirun_gives_one_directory_per_job_and_a_summary(run_tipi: RunTipi, t
     assert len(jobs) == 3
     assert sorted(read_json(j / "run.json")["seed"] for j in jobs) == [1, 2, 3]
     [summary] = list((tmp_path / "multirun").rglob("summary.csv"))
-    rows = list(csv.DictReader(summary.open()))
+    rows = list(csv.DictReader(summary.read_text().splitlines()))
     assert [r["status"] for r in rows] == ["succeeded"] * 3
     assert [r["overrides"].split()[-1] for r in rows] == ["seed=1", "seed=2", "seed=3"]
     assert "multirun summary" in proc.stderr
