@@ -88,6 +88,7 @@ class PipelineExecutor:
                     controller.results[name] = process.execute()
                     controller.checkpoint_permanences()
                 overall.advance()
+            overall.update(status="done")
 
     def _checkpoint_after_interrupt(self, exc: Interrupted) -> None:
         try:
