@@ -88,20 +88,18 @@ class PipelineController:
 
     def validate_permanences(self) -> None:
         """``validate()`` each initialized permanence in build order."""
-        for name in self._initialized:
-            try:
-                self.permanences[name].validate()  # type: ignore[union-attr]
-            except BaseException as exc:
-                _add_note(exc, f"while validating permanences.{name}")
-                raise
+        self._call_each("validate", "validating")
 
     def checkpoint_permanences(self) -> None:
         """``checkpoint()`` each initialized permanence in build order."""
+        self._call_each("checkpoint", "checkpointing")
+
+    def _call_each(self, hook: str, doing: str) -> None:
         for name in self._initialized:
             try:
-                self.permanences[name].checkpoint()  # type: ignore[union-attr]
+                getattr(self.permanences[name], hook)()
             except BaseException as exc:
-                _add_note(exc, f"while checkpointing permanences.{name}")
+                _add_note(exc, f"while {doing} permanences.{name}")
                 raise
 
     def cleanup(self) -> list[BaseException]:
