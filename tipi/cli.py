@@ -65,12 +65,44 @@ def task(cfg: DictConfig) -> float | None:
             raise
         report_error(exc)
         if _is_multirun():
-            raise  # Hydra marks this job failed and runs the others
+            # Hydra marks this job failed, runs the others, then raises this: one line, not a traceback.
+            from hydra.errors import CompactHydraException
+
+            raise CompactHydraException(f"a job failed ({type(exc).__name__}); see the multirun summary") from exc
         raise SystemExit(1) from None
+
+
+def check_overrides(argv: list[str]) -> None:
+    """Parse the command line's overrides as Hydra will; a ``ConfigError`` naming a malformed one.
+
+    Hydra's own message ("no viable alternative at input '[1,'") does not say
+    which override it is about.
+    """
+    from hydra._internal.utils import get_args_parser
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    from tipi.core.errors import ConfigError
+
+    args, _unknown = get_args_parser().parse_known_args(argv)
+    for override in args.overrides:
+        try:
+            OverridesParser.create().parse_overrides([override])
+        except OverrideParseException as exc:
+            key = override.split("=", 1)[0].lstrip("+~")
+            reason = exc.message.splitlines()[0]
+            raise ConfigError(f"cannot parse the override '{override}': {reason}", key=key,
+                              hint="Check its brackets and quotes (shell-quote lists: 'key=[1,2]'); the grammar: "
+                                   "https://hydra.cc/docs/advanced/override_grammar/basic/") from None
 
 
 def main() -> Any:
     """Console entry point."""
     register_resolvers()
     sys.argv[1:] = normalize_overrides(sys.argv[1:])
+    try:
+        check_overrides(sys.argv[1:])
+    except TipiError as exc:
+        report_error(exc)
+        raise SystemExit(1) from None
     return hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name=CONFIG_NAME)(task)()

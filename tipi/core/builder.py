@@ -15,7 +15,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import (
+    GrammarParseError,
+    InterpolationKeyError,
+    InterpolationToMissingValueError,
+    MissingMandatoryValue,
+    OmegaConfBaseException,
+    UnsupportedInterpolationType,
+)
 
 from tipi.core.errors import ConfigError, did_you_mean
 from tipi.core.permanence import Permanence
@@ -23,6 +30,20 @@ from tipi.core.process import PipelineProcess, ProcessWithParams
 
 HYDRA_KEYS = frozenset({"_target_", "_partial_", "_convert_", "_recursive_", "_args_"})
 _PRIMITIVES = (bool, int, float, str)
+# Mistakes in the config itself; other resolution errors (a resolver that needs
+# Hydra's runtime) are left to the code that reads the value.
+_UNRESOLVABLE = (InterpolationKeyError, InterpolationToMissingValueError, UnsupportedInterpolationType,
+                 GrammarParseError)
+
+
+def config_error(exc: OmegaConfBaseException, key: str) -> ConfigError:
+    """An OmegaConf error as a ``ConfigError`` at the absolute key it is about (``data.root``)."""
+    full_key = getattr(exc, "full_key", None) or key
+    if isinstance(exc, MissingMandatoryValue):
+        return ConfigError("is required but not set (???)", key=full_key,
+                           hint=f"Set it on the command line: {full_key}=...")
+    message = (getattr(exc, "msg", None) or str(exc)).splitlines()[0]
+    return ConfigError(f"cannot resolve: {message}", key=full_key)
 
 
 def locate(path: str, key: str) -> Any:
@@ -142,21 +163,24 @@ class PipelineBuilder:
         try:
             return {str(k): node[k] for k in node}  # indexing resolves ${data}-style references
         except OmegaConfBaseException as exc:
-            raise ConfigError(f"cannot resolve: {exc}", key=f"{name}.{getattr(exc, 'key', '')}") from exc
+            raise config_error(exc, name) from exc
 
     @staticmethod
     def _params(node: Any, key: str) -> dict[str, Any]:
         try:
-            container = OmegaConf.to_container(node, resolve=True)
+            container = OmegaConf.to_container(node, resolve=True, throw_on_missing=True)
         except OmegaConfBaseException as exc:
-            full_key = f"{key}.{exc.full_key}" if getattr(exc, "full_key", None) else key
-            raise ConfigError(f"cannot resolve: {exc.msg if hasattr(exc, 'msg') else exc}", key=full_key) from exc
+            raise config_error(exc, key) from exc  # full_key is absolute: data.root, not permanences.data.root
         if not isinstance(container, dict) or "_target_" not in container:
             raise ConfigError("needs a _target_ naming the class to build", key=key)
         return container
 
     def check(self) -> tuple[dict[str, Any], dict[str, tuple[type[PipelineProcess], dict[str, Any]]]]:
         """Check the whole config; return located permanence classes and process classes with params."""
+        try:  # an interpolation to a missing key anywhere (run.name=${nope}), not only in the nodes below
+            OmegaConf.to_container(self.cfg, resolve=True, throw_on_missing=False)
+        except _UNRESOLVABLE as exc:
+            raise config_error(exc, "") from exc
         perm_nodes = {n: node for n, node in self._section("permanences").items() if node is not None}
         perm_targets: dict[str, Any] = {}
         for name, node in perm_nodes.items():

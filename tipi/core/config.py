@@ -10,20 +10,33 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-# The config tree ships inside the package as ``tipi.conf`` (mapped from the
-# repository's top-level ``conf/``), so a wheel install finds it too.
+# The config tree lives in the package as ``tipi.conf`` (``conf/`` at the top of
+# the repository links to it), so a checkout and a wheel install both find it.
 CONFIG_PATH = "pkg://tipi.conf"
 CONFIG_NAME = "config"
 
 
+def _resumable(resume: str | None) -> Path | None:
+    """The run directory ``resume`` names, or None when it names none (the runner then says why)."""
+    if not resume:
+        return None
+    path = Path(resume).expanduser().absolute()
+    return path if (path / ".hydra" / "config.yaml").is_file() else None
+
+
 def _run_dir(resume: str | None, default: str) -> str:
-    """``hydra.run.dir``: the directory being resumed, else the fresh default."""
-    return str(Path(resume).expanduser().absolute()) if resume else default
+    """``hydra.run.dir``: the directory being resumed, else the fresh default.
+
+    A ``resume`` that is not a run directory is left alone (Hydra would
+    create it and write ``.hydra/`` into it); the runner reports it.
+    """
+    path = _resumable(resume)
+    return str(path) if path is not None else default
 
 
 def _output_subdir(resume: str | None) -> str:
     """``hydra.output_subdir``: a resumed run keeps its original ``.hydra/`` untouched."""
-    if resume:
+    if _resumable(resume) is not None:
         return f".hydra/resume-{datetime.now():%Y-%m-%d_%H-%M-%S}"
     return ".hydra"
 

@@ -96,7 +96,9 @@ class PipelineExecutor:
         except BaseException as ckpt_exc:  # noqa: BLE001 - the interrupt stays the error
             exc.add_note(f"checkpoint on interrupt failed: {ckpt_exc!r}")
         self._cleanup_attached(exc)
-        exc.chain = self.previous_handlers.get(exc.signum)  # type: ignore[attr-defined]
+        previous = self.previous_handlers.get(exc.signum)
+        # Python's own Ctrl-C handler would only raise KeyboardInterrupt over the clean exit (130).
+        exc.chain = None if previous is signal.default_int_handler else previous  # type: ignore[attr-defined]
 
     def _cleanup_attached(self, exc: BaseException | None) -> None:
         """Clean up; attach cleanup errors to ``exc``, or raise the first if the run succeeded."""

@@ -59,6 +59,14 @@ def _hydra_overrides() -> list[str] | None:
     return None
 
 
+def _finish_or_note(record: RunRecord, exc: BaseException, status: str, **fields: Any) -> None:
+    """``record.finish``; if run.json cannot be written (a full disk), say so on ``exc`` instead."""
+    try:
+        record.finish(status, **fields)
+    except OSError as record_exc:
+        exc.add_note(f"run.json could not be updated to '{status}': {record_exc}")
+
+
 class PipelineRunner:
     """The programmatic entry point: ``PipelineRunner(cfg).run()`` returns the objective."""
 
@@ -111,15 +119,19 @@ class PipelineRunner:
         try:
             PipelineExecutor(controller).run()
         except Interrupted as exc:
-            record.finish("requeued" if exc.requeue else "interrupted", reason=str(exc),
-                          objective=None)
+            _finish_or_note(record, exc, "requeued" if exc.requeue else "interrupted", reason=str(exc))
             chained = chain_previous_handler(exc)
             if chained is not None:
-                chained()  # submitit's own handler: requeue the job, then exit
+                try:
+                    chained()  # submitit's own handler: requeue the job, then exit
+                except Exception as not_requeued:  # e.g. submitit's "timed-out too many times"
+                    first_line = (str(not_requeued).splitlines() or [type(not_requeued).__name__])[0]
+                    _finish_or_note(record, exc, "failed", error=f"{exc}, not requeued: {first_line}")
+                    raise
             raise
         except BaseException as exc:
             first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
-            record.finish("failed", error=f"{type(exc).__name__}: {first_line}")
+            _finish_or_note(record, exc, "failed", error=f"{type(exc).__name__}: {first_line}")
             raise
         objective = self._objective(controller)
         summary = self._summary(controller)

@@ -105,9 +105,13 @@ class Data(Permanence):
 class ShapesData(Data):
     """The procedurally generated shapes segmentation data (``data=shapes``)."""
 
+    # Every parameter is spelled out (no **kwargs), so the builder can check a
+    # config against the signature before the run: data.batchsize=8 is refused.
     def __init__(self, num_train: int = 512, num_val: int = 128, num_test: int = 128, image_size: int = 64,
-                 noise: float = 0.1, max_shapes: int = 4, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+                 noise: float = 0.1, max_shapes: int = 4, batch_size: int = 16, eval_batch_size: int | None = None,
+                 num_workers: int = 0, num_classes: int = 4, seed: int = 0) -> None:
+        super().__init__(batch_size=batch_size, eval_batch_size=eval_batch_size, num_workers=num_workers,
+                         num_classes=num_classes, seed=seed)
         for key, value in (("num_train", num_train), ("num_val", num_val), ("num_test", num_test)):
             if value < 1:
                 raise DataError(f"must be at least 1, got {value}", key=f"permanences.data.{key}")
@@ -138,8 +142,10 @@ class FolderData(Data):
     """Images and masks from a folder (``data=folder data.root=...``), split by fraction."""
 
     def __init__(self, root: str, image_size: int | None = 64, val_fraction: float = 0.2,
-                 test_fraction: float = 0.2, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+                 test_fraction: float = 0.2, batch_size: int = 16, eval_batch_size: int | None = None,
+                 num_workers: int = 0, num_classes: int = 4, seed: int = 0) -> None:
+        super().__init__(batch_size=batch_size, eval_batch_size=eval_batch_size, num_workers=num_workers,
+                         num_classes=num_classes, seed=seed)
         self.root = Path(str(root)).expanduser()
         if not 0 <= val_fraction < 1 or not 0 <= test_fraction < 1 or val_fraction + test_fraction >= 1:
             raise DataError("val_fraction and test_fraction must be in [0, 1) and sum to less than 1",
@@ -147,6 +153,12 @@ class FolderData(Data):
         self.image_size = image_size
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
+        # The layout (root, images/, masks/, pairing) is checked now, without
+        # torch, so a wrong folder stops the run before anything is written;
+        # the files' contents are checked when the data is loaded.
+        from tipi.vision.folder import find_pairs
+
+        find_pairs(self.root)
 
     def make_datasets(self) -> dict[str, Dataset[Any]]:
         """Read the folder once, then split it with a seeded permutation."""

@@ -8,7 +8,9 @@ lists the devices that do.
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 from typing import TYPE_CHECKING, Any
 
 from tipi.core.errors import DeviceError
@@ -27,6 +29,21 @@ def check_spec(spec: str, key: str = "device") -> str:
     if not _SPEC.match(spec):
         raise DeviceError(f"'{spec}' is not a device. Valid: {VALID_SPECS}", key=key)
     return spec
+
+
+# Device nodes an accelerator driver creates on Linux: NVIDIA, ROCm (torch's "cuda" on AMD), WSL2.
+_ACCELERATOR_NODES = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg")
+
+
+def _cpu_only_without_torch() -> bool:
+    """True when this is certainly a CPU-only machine, decided without importing torch.
+
+    A Linux machine with no accelerator device node can run nothing but the
+    CPU. Anywhere else (macOS has MPS, Windows has no /dev), or once torch is
+    loaded anyway (tests fake its CUDA functions), torch is asked instead.
+    """
+    return sys.platform.startswith("linux") and "torch" not in sys.modules and not any(
+        os.path.exists(node) for node in _ACCELERATOR_NODES)
 
 
 def available_devices() -> list[str]:
@@ -62,19 +79,34 @@ def resolve_device(spec: str = "auto", key: str = "device") -> torch.device:
         if mps is not None and mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    if spec == "cuda":
-        spec = "cuda:0"
-    if spec not in available_devices():
-        raise DeviceError(f"'{spec}' does not exist on this machine. Available: {', '.join(available_devices())}",
+    check_exists(spec, key)
+    return torch.device("cuda:0" if spec == "cuda" else spec)
+
+
+def check_exists(spec: str, key: str = "device") -> None:
+    """A ``DeviceError`` naming ``key`` and listing the devices there are, if ``spec`` is not one of them.
+
+    On a CPU-only Linux machine this answers without importing torch, so a
+    wrong ``device=cuda:1`` is reported in well under a second.
+    """
+    spec = check_spec(spec, key)
+    if spec in ("auto", "cpu"):
+        return
+    wanted = "cuda:0" if spec == "cuda" else spec
+    devices = ["cpu"] if _cpu_only_without_torch() else available_devices()
+    if wanted not in devices:
+        raise DeviceError(f"'{spec}' does not exist on this machine. Available: {', '.join(devices)}",
                           key=key, hint="Use device=auto to pick the best available device.")
-    return torch.device(spec)
 
 
 class Device(Permanence):
     """Selects the run's device in ``initialize()``; ``device`` is a ``torch.device`` afterwards."""
 
     def __init__(self, spec: str = "auto", min_free_memory_gb: float = 0.0) -> None:
+        # Checked here, when the pipeline is built, so a missing GPU stops the
+        # run before its record, metrics or checkpoints are written.
         self.spec = check_spec(spec)
+        check_exists(self.spec)
         self.min_free_memory_gb = float(min_free_memory_gb)
         self.device: torch.device | None = None
 

@@ -4,12 +4,20 @@
 with everything an exact resume needs: weights, optimizer, scheduler, AMP
 scaler, epoch, step, best metric and every RNG state. ``initialize()`` loads
 it when the run directory has one, with ``weights_only=True``.
+
+Mistakes are reported before a run starts, when the network joins its run
+(``attach``): a ``last.pt`` that is damaged or holds another model (found
+without torch), then model, optimizer and scheduler targets that do not
+import or do not take the configured parameters.
 """
 
 from __future__ import annotations
 
+import io
 import os
+import pickle
 import random
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +29,10 @@ from tipi.permanences.device import Device
 
 if TYPE_CHECKING:
     import torch
+
+    from tipi.core.controller import PipelineController
+
+_RESTORE_HINT = "Remove it to start this run over, or restore it from best.pt."
 
 
 def _plain(node: Any) -> Any:
@@ -74,6 +86,70 @@ def atomic_save(obj: Any, path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+class _Opaque:
+    """Stands in for every object a checkpoint's pickle names (tensors, OrderedDicts, ...)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __setstate__(self, state: Any) -> None:
+        pass
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        pass
+
+    def append(self, value: Any) -> None:
+        """Accept list items (pickle's APPENDS on an opaque object)."""
+
+    def extend(self, values: Any) -> None:
+        """Accept list items (pickle's APPENDS on an opaque object)."""
+
+
+class _PeekUnpickler(pickle.Unpickler):
+    """Reads the plain-Python parts of a pickle; imports nothing, so it runs no code."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        return _Opaque
+
+    def persistent_load(self, pid: Any) -> Any:
+        return None  # a tensor's storage: not needed to read the checkpoint's plain entries
+
+
+def _damaged(path: Path, why: str) -> CheckpointError:
+    size = path.stat().st_size if path.exists() else 0
+    return CheckpointError(f"{path} cannot be loaded ({size} bytes; {why}): it is truncated or corrupt",
+                           key="resume", hint=_RESTORE_HINT)
+
+
+def peek_checkpoint(path: Path) -> dict[str, Any] | None:
+    """A checkpoint's plain entries (``state``, ``model_config``; tensors left out), read without torch.
+
+    Raises ``CheckpointError`` when the file is not a readable checkpoint
+    (empty, truncated, random bytes). Returns None when it cannot tell
+    without torch (a checkpoint saved without CRCs), so ``load`` decides.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = [n for n in archive.namelist() if n.count("/") == 1 and n.endswith("/data.pkl")]
+            if not names:
+                raise _damaged(path, "no data.pkl record")
+            data = archive.read(names[0])
+    except zipfile.BadZipFile as exc:
+        if "CRC" in str(exc):
+            return None
+        raise _damaged(path, f"not a zip archive: {exc}") from exc
+    except (OSError, EOFError, ValueError) as exc:
+        raise _damaged(path, f"{type(exc).__name__}: {exc}") from exc
+    try:
+        content = _PeekUnpickler(io.BytesIO(data)).load()
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
+        raise _damaged(path, f"{type(exc).__name__}: {exc}") from exc
+    if not isinstance(content, dict) or "model" not in content or "state" not in content:
+        raise CheckpointError(f"{path} is not a tipi checkpoint (no 'model' and 'state' entries)",
+                              key="resume", hint=_RESTORE_HINT)
+    return content
+
+
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Load a checkpoint safely (``weights_only=True``); a clear error if it is damaged."""
     import torch
@@ -85,8 +161,34 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise CheckpointError(
             f"{path} cannot be loaded ({size} bytes; {type(exc).__name__}): it is truncated or corrupt",
             key="resume",
-            hint="Remove it to start this run over, or restore it from best.pt.",
+            hint=_RESTORE_HINT,
         ) from exc
+
+
+def _describe(model_cfg: dict[str, Any]) -> str:
+    params = {k: v for k, v in model_cfg.items() if k != "_target_"}
+    return f"{model_cfg.get('_target_')} {params}"
+
+
+def _check_target(node: dict[str, Any], key: str) -> None:
+    """Import a nested ``_target_`` and check its parameters, as the builder does for top-level nodes.
+
+    A ``_partial_`` target gets its first parameter from tipi later (the
+    model's parameters for an optimizer, the optimizer for a scheduler).
+    """
+    import inspect
+
+    from tipi.core.builder import HYDRA_KEYS, check_params, locate
+
+    target = locate(node["_target_"], f"{key}._target_")
+    params = {k: v for k, v in node.items() if k not in HYDRA_KEYS}
+    injected: tuple[str, ...] = ()
+    if node.get("_partial_"):
+        try:
+            injected = tuple(inspect.signature(target).parameters)[:1]
+        except (TypeError, ValueError):  # no signature to check against
+            return
+    check_params(target, params, key, injected=injected)
 
 
 class Network(Permanence):
@@ -100,6 +202,8 @@ class Network(Permanence):
         for key, node in (("model", self.model_cfg), ("optimizer", self.optimizer_cfg)):
             if not isinstance(node, dict) or "_target_" not in node:
                 raise ConfigError("needs a _target_ node", key=key)
+        if self.scheduler_cfg and (not isinstance(self.scheduler_cfg, dict) or "_target_" not in self.scheduler_cfg):
+            raise ConfigError("needs a _target_ node (or null for no schedule)", key="scheduler")
         self.amp = amp
         self.checkpoint_dir_name = checkpoint_dir
         self.model: torch.nn.Module | None = None
@@ -119,6 +223,42 @@ class Network(Permanence):
     def checkpoint_dir(self) -> Path:
         """``<run dir>/checkpoints``."""
         return self.controller.run_dir / self.checkpoint_dir_name
+
+    def attach(self, controller: PipelineController) -> None:
+        """Join the run and check it can start: ``check_resumable`` then ``check_targets``.
+
+        Both run when the pipeline is assembled, before the run record or any
+        file of the run is written. The checkpoint is checked first because
+        that needs no torch, so a damaged ``last.pt`` is reported at once.
+        """
+        super().attach(controller)
+        self.check_resumable()
+        self.check_targets()
+
+    def check_targets(self) -> None:
+        """Import the model, optimizer and scheduler targets and check their parameters (imports torch)."""
+        for key, node in (("model", self.model_cfg), ("optimizer", self.optimizer_cfg),
+                          ("scheduler", self.scheduler_cfg)):
+            if node:
+                _check_target(node, key)
+
+    def check_resumable(self) -> None:
+        """Refuse a ``last.pt`` that is damaged or holds another model, without importing torch.
+
+        Runs when the pipeline is assembled, before the run record or any
+        file of the run is written, so the bad file is left as it is.
+        """
+        last = self.checkpoint_dir / "last.pt"
+        if not last.exists():
+            return
+        content = peek_checkpoint(last)
+        stored = content.get("model_config") if content else None
+        if isinstance(stored, dict) and stored != self.model_cfg:
+            raise CheckpointError(
+                f"{last} holds a different model ({_describe(stored)}) than this run's "
+                f"({_describe(self.model_cfg)})",
+                key="resume",
+                hint="Resume with the model the run was started with, or start a fresh run directory.")
 
     def initialize(self) -> None:
         """Build model, optimizer and scheduler on the device; resume from ``last.pt`` if present."""
@@ -142,6 +282,9 @@ class Network(Permanence):
             import torch
 
             self.scaler = torch.amp.GradScaler("cuda")
+        # A run killed mid-write leaves its temp file behind; last.pt itself is whole.
+        for stale in self.checkpoint_dir.glob(".*.pt.*.tmp"):
+            stale.unlink(missing_ok=True)
         last = self.checkpoint_dir / "last.pt"
         if last.exists():
             self.load(last)
@@ -175,9 +318,8 @@ class Network(Permanence):
         ckpt = load_checkpoint(path)
         if ckpt.get("model_config") not in (None, self.model_cfg):
             raise CheckpointError(
-                f"{path} holds a different model ({ckpt['model_config'].get('_target_')} "
-                f"{ {k: v for k, v in ckpt['model_config'].items() if k != '_target_'} }) than this run's "
-                f"({ {k: v for k, v in self.model_cfg.items() if k != '_target_'} })",
+                f"{path} holds a different model ({_describe(ckpt['model_config'])}) than this run's "
+                f"({_describe(self.model_cfg)})",
                 key="resume", hint="Resume with the model the run was started with.")
         try:
             self.model.load_state_dict(ckpt["model"])
@@ -194,15 +336,32 @@ class Network(Permanence):
             _set_rng_states(ckpt["rng"])
         self.resumed_from = path
 
+    def _check_finite(self, path: Path) -> None:
+        """Never replace a checkpoint with weights a NaN or an overflow has reached."""
+        import torch
+
+        assert self.model is not None
+        params = [p.detach() for p in self.model.parameters()]
+        if params and not bool(torch.stack([p.isfinite().all() for p in params]).all()):
+            raise CheckpointError(
+                f"the weights are not finite (NaN or inf) at step {self.state['step']}; "
+                f"{path.name} was not overwritten, the previous one is kept",
+                key="permanences.network",
+                hint="Lower optimizer.lr, or resume from the kept checkpoint.")
+
     def checkpoint(self) -> None:
         """Write ``last.pt`` atomically."""
         if self.model is not None:
-            atomic_save(self.state_dict(), self.checkpoint_dir / "last.pt")
+            path = self.checkpoint_dir / "last.pt"
+            self._check_finite(path)
+            atomic_save(self.state_dict(), path)
 
     def save_best(self) -> None:
         """Write ``best.pt`` atomically (the weights with the best monitored metric so far)."""
         if self.model is not None:
-            atomic_save(self.state_dict(), self.checkpoint_dir / "best.pt")
+            path = self.checkpoint_dir / "best.pt"
+            self._check_finite(path)
+            atomic_save(self.state_dict(), path)
 
     def load_best_weights(self) -> bool:
         """Load ``best.pt``'s weights into the model, if there is one; True if loaded."""

@@ -24,7 +24,12 @@ log = logging.getLogger(__name__)
 
 
 class TrainingProcess(PipelineProcess):
-    """Trains ``network`` on ``data`` for ``epochs`` epochs, validating after each."""
+    """Trains ``network`` on ``data`` for ``epochs`` epochs, validating after each.
+
+    ``on_nan``: a non-finite training loss stops training with ``TrainingDiverged``
+    naming the step (``raise``, the default; the last checkpoint, written before
+    it, is kept), or skips that batch's update and goes on (``skip``).
+    """
 
     requires: ClassVar[dict[str, type]] = {"network": Network, "data": Data}
 
@@ -108,7 +113,12 @@ class TrainingProcess(PipelineProcess):
                     optimizer.zero_grad(set_to_none=True)
                     with net.autocast():
                         loss = F.cross_entropy(model(images), masks)
-                    if scaler is not None:
+                    # on_nan=skip pays one host sync a step so that a bad batch never reaches the weights.
+                    skipped = self.on_nan == "skip" and not bool(torch.isfinite(loss.detach()))
+                    if skipped:
+                        log.warning("training loss is %s at step %d; the step is skipped",
+                                    float(loss.detach()), state["step"] + 1)
+                    elif scaler is not None:
                         scaler.scale(loss).backward()
                         scaler.step(optimizer)
                         scaler.update()
@@ -117,36 +127,40 @@ class TrainingProcess(PipelineProcess):
                         optimizer.step()
                     state["step"] += 1
                     state["epoch_step"] += 1
-                    running += loss.detach()
-                    count += 1
-                    if state["step"] % self.log_every == 0 or state["epoch_step"] == steps:
+                    if not skipped:
+                        running += loss.detach()
+                        count += 1
+                    if count and (state["step"] % self.log_every == 0 or state["epoch_step"] == steps):
                         self._log_train(running, count, optimizer)
                         running.zero_()
                         count = 0
                     if self.checkpoint_every and state["step"] % self.checkpoint_every == 0:
-                        self._check_finite(running)  # never checkpoint weights a NaN has touched
+                        self._check_finite(running, count)  # never checkpoint weights a NaN has touched
                         controller.checkpoint_permanences()
                 train_bar.advance()
 
-    def _check_finite(self, running: Any) -> None:
-        if not bool(running.isfinite()):
-            self._diverged(float(running))
+    def _check_finite(self, running: Any, count: int) -> None:
+        if count and not bool(running.isfinite()):
+            self._diverged(float(running), count)
 
-    def _diverged(self, value: float) -> None:
+    def _diverged(self, value: float, count: int = 1) -> None:
+        """Stop (``on_nan=raise``) or warn (``skip``), naming the step, or the steps since the last check."""
         step = self.network.state["step"]
+        # The loss is read back every few steps, so a NaN is known to lie in that window.
+        where = f"step {step}" if count <= 1 else f"steps {step - count + 1}..{step}"
         if self.on_nan == "raise":
             raise TrainingDiverged(
-                f"the training loss is {value} at step {step} (epoch {self.network.state['epoch']}); "
+                f"the training loss is {value} at {where} (epoch {self.network.state['epoch']}); "
                 "training stopped, the last good checkpoint is kept",
                 key="processes.train",
-                hint="Lower optimizer.lr, or set processes.train.on_nan=skip to only log it.",
+                hint="Lower optimizer.lr, or set processes.train.on_nan=skip to skip the update of such a batch.",
             )
-        log.warning("training loss is %s at step %d", value, step)
+        log.warning("training loss is %s at %s", value, where)
 
     def _log_train(self, running: Any, count: int, optimizer: Any) -> None:
         mean = float(running.item()) / max(count, 1)  # the one host sync every log_every steps
         if not math.isfinite(mean):
-            self._diverged(mean)
+            self._diverged(mean, count)
         if self.logger is not None:
             self.logger.log({"train/loss": mean, "train/lr": optimizer.param_groups[0]["lr"],
                              "epoch": self.network.state["epoch"]}, step=self.network.state["step"])

@@ -11,19 +11,22 @@ file) is reported as a :class:`~tipi.core.errors.DataError` against the config
 key ``data.root`` with the file names involved. Pairing and readability are
 checked in the constructor, so the mistake shows before any training starts;
 pixels are read item by item.
+
+The module imports no torch: :func:`find_pairs` checks a folder's layout in
+milliseconds, so ``data=folder`` reports a wrong folder before a run starts.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-
-import numpy as np
-import torch
-from torch.utils.data import Dataset
+from typing import TYPE_CHECKING
 
 from tipi.core.errors import DataError
-from tipi.vision.transforms import denormalize_image, normalize_image
+
+if TYPE_CHECKING:
+    import torch
+    from torch.utils.data import Dataset
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg")
 MASK_EXTENSION = ".png"
@@ -43,8 +46,87 @@ def _files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
 
 
-class FolderDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
+def find_pairs(root: str | Path) -> list[tuple[Path, Path]]:
+    """The ``(image, mask)`` file pairs of ``root``, sorted by name; reads no pixels, imports no torch.
+
+    Raises:
+        DataError: the root or ``images/`` is missing or empty, a file in
+            ``images/`` or ``masks/`` has the wrong extension, two images
+            share a name, or an image has no mask or a mask no image.
+    """
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        what = "is not a directory" if root.exists() else "does not exist"
+        raise DataError(
+            f"dataset folder '{root}' {what}",
+            key=_KEY,
+            hint="Point data.root at a folder holding images/ and masks/ (absolute, or relative to where you run).",
+        )
+    image_dir = root / "images"
+    mask_dir = root / "masks"
+    if not image_dir.is_dir():
+        raise DataError(
+            f"no 'images' folder in '{root}'",
+            key=_KEY,
+            hint=f"Expected {image_dir}/<name>{{{','.join(IMAGE_EXTENSIONS)}}} and {mask_dir}/<name>.png.",
+        )
+    images = _files(image_dir)
+    foreign = [p.name for p in images if p.suffix.lower() not in IMAGE_EXTENSIONS]
+    if foreign:
+        raise DataError(
+            f"'{image_dir}' holds files that are not images: {_listing(foreign)}",
+            key=_KEY,
+            hint=f"Supported image extensions: {', '.join(IMAGE_EXTENSIONS)}. Move other files elsewhere.",
+        )
+    if not images:
+        raise DataError(
+            f"no image files in '{image_dir}'",
+            key=_KEY,
+            hint=f"Add images with extensions {', '.join(IMAGE_EXTENSIONS)}.",
+        )
+    stems: dict[str, Path] = {}
+    for path in images:
+        if path.stem in stems:
+            raise DataError(
+                f"two images share the name '{path.stem}': {stems[path.stem].name} and {path.name}",
+                key=_KEY,
+                hint="Each image needs a unique name so that it matches exactly one mask.",
+            )
+        stems[path.stem] = path
+    masks = _files(mask_dir) if mask_dir.is_dir() else []
+    mask_stems = {p.stem: p for p in masks if p.suffix.lower() == MASK_EXTENSION}
+    not_png = [p.name for p in masks if p.suffix.lower() != MASK_EXTENSION]
+    if not_png:
+        raise DataError(
+            f"'{mask_dir}' holds files that are not PNG masks: {_listing(not_png)}",
+            key=_KEY,
+            hint="Masks must be lossless single-channel PNGs of class indices.",
+        )
+    unmatched_images = [stems[s].name for s in stems if s not in mask_stems]
+    if unmatched_images:
+        raise DataError(
+            f"{len(unmatched_images)} image(s) in '{image_dir}' have no mask in '{mask_dir}': "
+            f"{_listing(unmatched_images)}",
+            key=_KEY,
+            hint=f"Each images/<name>.* needs masks/<name>{MASK_EXTENSION}.",
+        )
+    unmatched_masks = [mask_stems[s].name for s in mask_stems if s not in stems]
+    if unmatched_masks:
+        raise DataError(
+            f"{len(unmatched_masks)} mask(s) in '{mask_dir}' have no image in '{image_dir}': "
+            f"{_listing(unmatched_masks)}",
+            key=_KEY,
+            hint=f"Each masks/<name>{MASK_EXTENSION} needs images/<name> with one of {', '.join(IMAGE_EXTENSIONS)}.",
+        )
+    return [(stems[s], mask_stems[s]) for s in sorted(stems)]
+
+
+class FolderDataset:
     """Image/mask pairs from ``root/images`` and ``root/masks``.
+
+    A map-style dataset (``len`` and indexing), which is all ``DataLoader``
+    and ``Subset`` need; it does not derive from torch's ``Dataset`` so that
+    this module, and :func:`find_pairs`, import without torch.
 
     Args:
         root: the folder holding ``images/`` and ``masks/``.
@@ -73,70 +155,7 @@ class FolderDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
             raise ValueError(f"image_size must be a positive number of pixels or None, got {image_size}")
         if num_classes is not None and num_classes < 1:
             raise ValueError(f"num_classes must be >= 1 or None, got {num_classes}")
-        if not self.root.is_dir():
-            what = "is not a directory" if self.root.exists() else "does not exist"
-            raise DataError(
-                f"dataset folder '{self.root}' {what}",
-                key=_KEY,
-                hint="Point data.root at a folder holding images/ and masks/ (absolute, or relative to where you run).",
-            )
-        image_dir = self.root / "images"
-        mask_dir = self.root / "masks"
-        if not image_dir.is_dir():
-            raise DataError(
-                f"no 'images' folder in '{self.root}'",
-                key=_KEY,
-                hint=f"Expected {image_dir}/<name>{{{','.join(IMAGE_EXTENSIONS)}}} and {mask_dir}/<name>.png.",
-            )
-        images = _files(image_dir)
-        foreign = [p.name for p in images if p.suffix.lower() not in IMAGE_EXTENSIONS]
-        if foreign:
-            raise DataError(
-                f"'{image_dir}' holds files that are not images: {_listing(foreign)}",
-                key=_KEY,
-                hint=f"Supported image extensions: {', '.join(IMAGE_EXTENSIONS)}. Move other files elsewhere.",
-            )
-        if not images:
-            raise DataError(
-                f"no image files in '{image_dir}'",
-                key=_KEY,
-                hint=f"Add images with extensions {', '.join(IMAGE_EXTENSIONS)}.",
-            )
-        stems: dict[str, Path] = {}
-        for path in images:
-            if path.stem in stems:
-                raise DataError(
-                    f"two images share the name '{path.stem}': {stems[path.stem].name} and {path.name}",
-                    key=_KEY,
-                    hint="Each image needs a unique name so that it matches exactly one mask.",
-                )
-            stems[path.stem] = path
-        masks = _files(mask_dir) if mask_dir.is_dir() else []
-        mask_stems = {p.stem: p for p in masks if p.suffix.lower() == MASK_EXTENSION}
-        not_png = [p.name for p in masks if p.suffix.lower() != MASK_EXTENSION]
-        if not_png:
-            raise DataError(
-                f"'{mask_dir}' holds files that are not PNG masks: {_listing(not_png)}",
-                key=_KEY,
-                hint="Masks must be lossless single-channel PNGs of class indices.",
-            )
-        unmatched_images = [stems[s].name for s in stems if s not in mask_stems]
-        if unmatched_images:
-            raise DataError(
-                f"{len(unmatched_images)} image(s) in '{image_dir}' have no mask in '{mask_dir}': "
-                f"{_listing(unmatched_images)}",
-                key=_KEY,
-                hint=f"Each images/<name>.* needs masks/<name>{MASK_EXTENSION}.",
-            )
-        unmatched_masks = [mask_stems[s].name for s in mask_stems if s not in stems]
-        if unmatched_masks:
-            raise DataError(
-                f"{len(unmatched_masks)} mask(s) in '{mask_dir}' have no image in '{image_dir}': "
-                f"{_listing(unmatched_masks)}",
-                key=_KEY,
-                hint=f"Each masks/<name>{MASK_EXTENSION} needs images/<name> with one of {', '.join(IMAGE_EXTENSIONS)}.",
-            )
-        self.pairs: list[tuple[Path, Path]] = [(stems[s], mask_stems[s]) for s in sorted(stems)]
+        self.pairs: list[tuple[Path, Path]] = find_pairs(self.root)
 
         # Read headers now, so a broken file stops the run before training starts.
         for image_path, mask_path in self.pairs:
@@ -163,7 +182,11 @@ class FolderDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         return len(self.pairs)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        import numpy as np
+        import torch
         from PIL import Image
+
+        from tipi.vision.transforms import normalize_image
 
         image_path, mask_path = self.pairs[index]
         try:
@@ -208,7 +231,11 @@ def write_folder_dataset(
     The dataset must yield ``(image [3, H, W] in [-1, 1], mask [H, W])``, as
     :class:`~tipi.vision.shapes.ShapesDataset` does. Returns ``root``.
     """
+    import numpy as np
+    import torch
     from PIL import Image
+
+    from tipi.vision.transforms import denormalize_image
 
     total = len(dataset)  # type: ignore[arg-type]
     if not 0 <= n <= total:

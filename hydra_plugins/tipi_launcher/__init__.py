@@ -1,0 +1,1 @@
+"""tipi's Hydra launchers (Hydra instantiates launchers only from ``hydra_plugins``)."""

@@ -1,0 +1,140 @@
+"""Submitit launchers whose multirun survives a job that dies.
+
+hydra-submitit-launcher 1.2 gathers results with ``[j.results()[0] for j in jobs]``:
+the first job that ends without a result (SIGKILL, out of memory, a node
+failure, ``scancel``: submitit's ``UncompletedJobError``) aborts the launch
+while the other jobs still run, and the sweep summary then sees them
+unfinished. These subclasses change only that: they wait for every job, turn
+a lost one into a failed ``JobReturn`` (so Hydra's sweeper still fails the
+multirun) and close its ``run.json`` as failed, so the summary has one true
+row per job.
+
+Hydra only instantiates launchers defined under the ``hydra_plugins``
+namespace, so the concrete classes that ``launcher=slurm`` and
+``launcher=submitit_local`` select live in ``hydra_plugins/tipi_launcher``;
+the behaviour is here.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from hydra.core.utils import JobReturn, JobStatus
+from hydra_plugins.hydra_submitit_launcher import submitit_launcher as hsl
+from omegaconf import open_dict
+
+from tipi.core.errors import TipiError
+from tipi.core.record import RunRecord
+
+log = logging.getLogger(__name__)
+
+
+class JobLost(TipiError):
+    """A multirun job ended without returning a result (killed, out of memory, node failure)."""
+
+
+def close_lost_record(run_dir: Path, reason: str, overrides: list[str]) -> None:
+    """Record in ``run_dir/run.json`` that the job was lost, unless its run ended on its own.
+
+    A job killed with SIGKILL cannot write its own end, and a requeued job that
+    never started again cannot either; without this their records would claim
+    a future that will not come. A job that died before its run began gets a
+    record, so the sweep summary still has its row.
+    """
+    record = RunRecord(run_dir)
+    if record.path.exists() and record.data.get("status") not in ("running", "requeued"):
+        return
+    ended = datetime.now(timezone.utc).isoformat(timespec="seconds")  # when the loss was noticed
+    record.data.setdefault("overrides", overrides)
+    # duration unknown: the process died some time before the launcher noticed
+    record.data.update(status="failed", ended=ended, error=reason, objective=None, duration_s=None)
+    if record.data.get("attempts"):
+        record.data["attempts"][-1].update(end=ended, status="failed", reason=reason)
+    record.save()
+
+
+def _wait(job: Any, poll_s: float = 10.0) -> None:
+    """Wait for ``job`` to end, asking the cluster about it at least every ``poll_s`` seconds.
+
+    submitit notices a job that died without a result only through ``sacct``,
+    which it calls less and less often (up to once a minute) the longer a
+    sweep runs; one call covers every job of the sweep, so asking every few
+    seconds while waiting costs the scheduler little and reports a killed job
+    promptly.
+    """
+    last = time.monotonic()
+    while not job.done():
+        if time.monotonic() - last >= poll_s:
+            last = time.monotonic()
+            if job.done(force_check=True):
+                return
+        time.sleep(1.0)
+
+
+class TolerantGather(hsl.BaseSubmititLauncher):
+    """``launch`` as in hydra-submitit-launcher 1.2.0, except how results are gathered."""
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        """Submit one job per override list; wait for all; a lost job is a failed ``JobReturn``."""
+        import submitit
+        from hydra.core.singleton import Singleton
+        from hydra.core.utils import filter_overrides
+        from omegaconf import OmegaConf
+
+        assert self.config is not None and len(job_overrides) > 0
+        init_keys = {"max_num_timeout", "submitit_folder"}
+        executor = submitit.AutoExecutor(
+            cluster=self._EXECUTOR, folder=self.params["submitit_folder"],
+            **{f"{self._EXECUTOR}_max_num_timeout": v for k, v in self.params.items() if k == "max_num_timeout"},
+        )
+        base_keys = set(OmegaConf.structured(hsl.BaseQueueConf).keys())
+        executor.update_parameters(**{
+            k if k in base_keys else f"{self._EXECUTOR}_{k}": v
+            for k, v in self.params.items() if k not in init_keys
+        })
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        log.info("Submitit '%s' sweep output dir : %s", self._EXECUTOR, sweep_dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        if "mode" in self.config.hydra.sweep:
+            sweep_dir.chmod(int(str(self.config.hydra.sweep.mode), 8))
+        job_params: list[tuple[Any, ...]] = []
+        for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
+            log.info("\t#%d : %s", idx, " ".join(filter_overrides(overrides)))
+            job_params.append((list(overrides), "hydra.sweep.dir", idx, f"job_id_for_{idx}", Singleton.get_state()))
+        jobs = executor.map_array(self, *zip(*job_params))
+        return [self._gather(job, list(overrides), idx)
+                for idx, (job, overrides) in enumerate(zip(jobs, job_overrides), start=initial_job_idx)]
+
+    def _gather(self, job: Any, overrides: list[str], idx: int) -> JobReturn:
+        """The job's ``JobReturn``; if it ended without one, a failed ``JobReturn`` saying why."""
+        from submitit.core.utils import FailedJobError, UncompletedJobError
+
+        try:
+            _wait(job)
+            return job.results()[0]
+        except (UncompletedJobError, FailedJobError) as exc:
+            kind = "failed outside the task" if isinstance(exc, FailedJobError) else "ended without a result"
+            reason = f"JobLost: job {job.job_id} {kind} (state {job.state}); see {job.paths.stderr}"
+            run_dir = self._job_dir(overrides, idx)
+            if run_dir is not None:
+                close_lost_record(run_dir, reason, overrides)
+            log.error("#%d %s", idx, reason)
+            return JobReturn(overrides=overrides, working_dir=str(run_dir) if run_dir else None,
+                             status=JobStatus.FAILED, _return_value=JobLost(reason.removeprefix("JobLost: ")))
+
+    def _job_dir(self, overrides: list[str], idx: int) -> Path | None:
+        """The job's output directory, composed exactly as the job composed it."""
+        assert self.hydra_context is not None and self.config is not None
+        try:
+            cfg = self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
+            with open_dict(cfg.hydra.job):
+                cfg.hydra.job.num = idx
+            return Path(str(cfg.hydra.sweep.dir)) / str(cfg.hydra.sweep.subdir)
+        except Exception as exc:  # noqa: BLE001 - the summary still marks the job; only run.json stays open
+            log.warning("cannot find the directory of job #%d: %s", idx, exc)
+            return None
