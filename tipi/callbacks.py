@@ -208,6 +208,7 @@ class SweepSummary(Callback):
         if record.path.exists():
             return  # the runner recorded the failure itself
         error = job_return._return_value  # noqa: SLF001 - JobReturn has no public accessor that does not raise
+        error = error.__cause__ or error  # the CLI wraps a job's error in one short line for Hydra
         record.data.update(status="failed", error=f"{type(error).__name__}: {_first_line(str(error))}",
                            overrides=list(config.hydra.overrides.task))
         record.save()
