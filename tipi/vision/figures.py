@@ -3,7 +3,8 @@
 Both functions write atomically (a temporary file in the target directory,
 then ``os.replace``), so a run killed mid-write never leaves a truncated PNG.
 matplotlib is imported only inside :func:`save_metric_curves`, with the Agg
-canvas and no pyplot, so no GUI backend or global figure state is involved.
+canvas and no pyplot, so no GUI backend or global figure state is involved;
+torch is not imported at all (tensors are accepted by duck typing).
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ import os
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from tipi.vision.transforms import denormalize_image
+from tipi.vision.transforms import denormalize_image, to_numpy
+
+if TYPE_CHECKING:
+    import torch
 
 # Distinct, saturated colours for the first classes; background is black.
 _BASE_COLORS: tuple[tuple[int, int, int], ...] = (
@@ -89,9 +92,9 @@ def save_prediction_grid(
     Returns:
         The path written.
     """
-    images_np = _to_numpy(images)
-    masks_np = _to_numpy(masks).astype(np.int64)
-    preds_np = _to_numpy(preds)
+    images_np = to_numpy(images)
+    masks_np = to_numpy(masks).astype(np.int64)
+    preds_np = to_numpy(preds)
     if preds_np.ndim == 4:
         preds_np = preds_np.argmax(axis=1)
     preds_np = preds_np.astype(np.int64)
@@ -143,9 +146,9 @@ def save_metric_curves(
     Each record is a mapping such as ``{"epoch": 3, "train/loss": 0.2,
     "val/mean_iou": 0.91}``; records may hold different keys (a training loss
     every step, validation metrics every epoch). The x axis is ``epoch`` when
-    every record has one, else ``step``, else the record's position. Keys that
-    share a name after the last ``/`` (``train/loss`` and ``val/loss``) share a
-    panel.
+    record has its own, else ``step``, else the record's position. Keys that
+    share a name after the split prefix share a panel: ``train/loss`` with
+    ``val/loss``, ``val/iou/circle`` with ``val/iou/triangle``.
 
     Args:
         history: the records, in logging order.
@@ -155,7 +158,7 @@ def save_metric_curves(
     Returns:
         The path written.
     """
-    x_key = next((k for k in _X_KEYS if history and all(k in record for record in history)), None)
+    x_key = _x_axis(history)
     if keys is None:
         keys = sorted(
             {
@@ -175,7 +178,7 @@ def save_metric_curves(
 
     panels: dict[str, list[str]] = {}
     for key in keys:
-        panels.setdefault(key.rsplit("/", 1)[-1], []).append(key)
+        panels.setdefault(_panel(key), []).append(key)
 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -204,14 +207,22 @@ def save_metric_curves(
     return _write_atomically(Path(path), lambda handle: figure.savefig(handle, format="png", dpi=100))
 
 
+def _x_axis(history: Sequence[Mapping[str, Any]]) -> str | None:
+    """``epoch`` when every record has a distinct one, else ``step`` when every record has one."""
+    have = [key for key in _X_KEYS if history and all(key in record for record in history)]
+    if "epoch" in have and ("step" not in have or len({r["epoch"] for r in history}) == len(history)):
+        return "epoch"
+    return "step" if "step" in have else None
+
+
+def _panel(key: str) -> str:
+    """The panel a key is drawn in: its name without the split, ``val/iou/circle`` -> ``iou``."""
+    parts = key.split("/")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
 def _is_number(value: object) -> bool:
     return isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
-
-
-def _to_numpy(array: torch.Tensor | np.ndarray) -> np.ndarray:
-    if isinstance(array, torch.Tensor):
-        return array.detach().cpu().numpy()
-    return np.asarray(array)
 
 
 def _write_atomically(path: Path, write: Callable[[Any], None]) -> Path:

@@ -30,8 +30,9 @@ _MIN_SIZE = 0.125
 _MAX_SIZE = 0.25
 _TRIANGLE_SCALE = 1.3  # triangles cover less area than circles of the same radius
 _MIN_COLOR_DISTANCE = 0.45  # Euclidean RGB distance (in [0, 1] units) from the background
+_MIN_SHAPE_COLOR_DISTANCE = 0.3  # from the colours of the shapes placed before
 _COLOR_CANDIDATES = 8
-_CENTRE_CANDIDATES = 4
+_CENTRE_CANDIDATES = 8
 _CHUNK = 256  # samples rendered at once: bounds the temporary arrays to a few MB
 
 
@@ -52,11 +53,11 @@ class _Params:
     noise: np.ndarray  # [n, 3, H, W] standard normal
 
 
-def _draw_sample(seed: int, index: int, image_size: int, max_shapes: int) -> tuple:
-    """Draw the parameters of one sample from its own generator ``default_rng([seed, index])``."""
+def _draw_sample(seed: int, index: int, image_size: int, max_shapes: int) -> tuple[np.ndarray, ...]:
+    """Draw one sample's parameters, in :class:`_Params` order, from ``default_rng([seed, index])``."""
     rng = np.random.default_rng([seed, index])
     k = max_shapes
-    num_shapes = rng.integers(1, max_shapes + 1)
+    num_shapes = np.asarray(rng.integers(1, max_shapes + 1))
     background = rng.uniform(0.15, 0.85, 3)
     gradient = rng.uniform(-0.15, 0.15, 2)
     kind = rng.integers(1, len(CLASS_NAMES), k)
@@ -65,7 +66,8 @@ def _draw_sample(seed: int, index: int, image_size: int, max_shapes: int) -> tup
     # inside, and of a few candidate centres take the one farthest from the
     # shapes already placed: overlaps still happen, but a shape is rarely
     # hidden so much that its geometry is ambiguous.
-    candidates_yx = size[:, None, None] + rng.random((k, _CENTRE_CANDIDATES, 2)) * (image_size - 2 * size)[:, None, None]
+    room = (image_size - 2 * size)[:, None, None]
+    candidates_yx = size[:, None, None] + rng.random((k, _CENTRE_CANDIDATES, 2)) * room
     centres = np.empty((k, 2))
     for slot in range(k):
         if slot == 0:
@@ -77,12 +79,17 @@ def _draw_sample(seed: int, index: int, image_size: int, max_shapes: int) -> tup
     cy, cx = centres[:, 0], centres[:, 1]
     aspect = rng.uniform(0.5, 1.0, k)
     angle = rng.uniform(0.0, 2 * np.pi, k)
-    # Take the first candidate colour far enough from the background, else the farthest.
+    # Take the first candidate colour far enough from the background and from
+    # the shapes placed before (which it may overlap), else the best one.
     candidates = rng.random((k, _COLOR_CANDIDATES, 3))
-    distance = np.linalg.norm(candidates - background, axis=-1)
-    far = distance >= _MIN_COLOR_DISTANCE
-    choice = np.where(far.any(axis=1), far.argmax(axis=1), distance.argmax(axis=1))
-    color = candidates[np.arange(k), choice]
+    color = np.empty((k, 3))
+    for slot in range(k):
+        score = np.linalg.norm(candidates[slot] - background, axis=-1) / _MIN_COLOR_DISTANCE
+        if slot:
+            to_shapes = np.linalg.norm(candidates[slot, :, None] - color[None, :slot], axis=-1).min(axis=1)
+            score = np.minimum(score, to_shapes / _MIN_SHAPE_COLOR_DISTANCE)
+        good = score >= 1.0
+        color[slot] = candidates[slot, good.argmax() if good.any() else score.argmax()]
     noise = rng.standard_normal((3, image_size, image_size), dtype=np.float32)
     return num_shapes, background, gradient, kind, cy, cx, size, aspect, angle, color, noise
 
@@ -108,8 +115,8 @@ def _render(p: _Params, image_size: int, noise: float) -> tuple[np.ndarray, np.n
             rows = np.flatnonzero(active & (p.kind[:, slot] == cls))
             if rows.size == 0:
                 continue
-            inside = _inside(cls, yy, xx, *(a[rows, slot, None, None].astype(np.float32)
-                                            for a in (p.cy, p.cx, p.size, p.aspect, p.angle)))
+            shape = (a[rows, slot, None, None].astype(np.float32) for a in (p.cy, p.cx, p.size, p.aspect, p.angle))
+            inside = _inside(cls, yy, xx, *shape)
             owner[rows] = np.where(inside, np.int8(slot), owner[rows])
 
     covered = owner >= 0
@@ -118,10 +125,11 @@ def _render(p: _Params, image_size: int, noise: float) -> tuple[np.ndarray, np.n
     masks = np.where(covered, kind, 0).astype(np.uint8)
 
     ramp = (coords / image_size - 0.5).astype(np.float32)
-    shade = p.gradient[:, 0, None, None] * ramp[None, :, None] + p.gradient[:, 1, None, None] * ramp[None, None, :]
+    shade = p.gradient[:, 0, None, None] * ramp[None, :, None] + p.gradient[:, 1, None, None] * ramp[None, None]
     images = np.empty((n, 3, image_size, image_size), dtype=np.float32)
     for c in range(3):
-        shape_color = np.take_along_axis(p.color[:, :, c], slot_index.reshape(n, -1), axis=1).reshape(owner.shape)
+        shape_color = np.take_along_axis(p.color[:, :, c], slot_index.reshape(n, -1), axis=1)
+        shape_color = shape_color.reshape(owner.shape)
         background = p.background[:, c, None, None] + shade
         images[:, c] = np.where(covered, shape_color, background)
     images += noise * p.noise
