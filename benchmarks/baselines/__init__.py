@@ -1,0 +1,1 @@
+"""The baselines tipi is measured against: a bare ``@hydra.main`` app and a plain PyTorch script."""

@@ -1,0 +1,117 @@
+"""``docs/performance.md``: how the numbers are made, what they mean, and the latest full run's table."""
+
+from __future__ import annotations
+
+INTRO = """# Performance
+
+What tipi costs on top of what it replaces, measured by `benchmarks/`. Run it
+yourself from a checkout with tipi installed:
+
+```
+python -m benchmarks            # the full run (about 15 minutes on an idle 2-core machine); rewrites this page
+python -m benchmarks --quick    # under 3 minutes: fewer repeats, 10-20 jobs, no SLURM
+python -m benchmarks --only steps multirun --threads 1   # some sections; one torch thread
+```
+
+Every figure is measured against its baseline in the same run, the two
+interleaved (A B A B ...), and reported as the median with the min–max of the
+repeats as the noise. Results of every run land in `benchmarks/results/`
+(JSON with all raw samples, and the Markdown table; git-ignored).
+
+On a machine shared with other work, run with `--threads 1`: torch's default
+(one thread per core) makes every operator wait for all its threads, so a
+training step slows down many times over, and erratically, whenever another
+process holds a core. On the 2-core machine of the table below, with two
+other training processes running, a `+experiment=seg` step took about 3 s
+with two threads and 0.23 s with one. Both sides always run with the same
+number of threads.
+
+1. **Start-up**: `python -m tipi --help`, `--cfg job` and errors Hydra
+   detects, against a bare `@hydra.main` app that composes tipi's config tree
+   with the same defaults list (`benchmarks/baselines/bare_hydra_app.py`); a
+   check that none of these paths imports torch; and the time from launch to
+   the end of the first training step of `+experiment=seg` against a plain
+   script that imports torch, builds the same model, data, optimizer and
+   scheduler and takes one step (`benchmarks/baselines/plain_train.py`).
+2. **Per-step overhead**: tipi's training process of `+experiment=seg`, as a
+   user watches it (Rich progress bars drawn as on a terminal,
+   `metrics.jsonl`, WandB offline), against the plain script's textbook loop
+   over the same model, data, batch size and thread count. Both are timed by
+   the same hooks (`benchmarks/probes/step_clock.py`), attached to tipi's
+   unmodified `TrainingProcess` through a subclass
+   (`benchmarks/probes/timed_train.py`): a forward pre-hook and an optimizer
+   step post-hook bound the compute, a wrapped DataLoader the fetch, and the
+   rest of each iteration is the loop's own code. tipi's own per-step code is
+   that rest in tipi minus the same in the plain loop (which also moves the
+   batch and zeroes the gradients). Warm-up steps are not counted.
+3. **Multirun**: per-job overhead of `python -m tipi -m` over trivial jobs
+   (`experiment=bench_noop` from `benchmarks/conf`: one process that does
+   nothing, no data, no network) against the bare Hydra app's multirun, both
+   timed in-process by a Hydra callback (`benchmarks/probes/job_clock.py`).
+   A third variant runs tipi with a prototype sweeper that composes each job
+   once (`benchmarks/prototypes/`).
+4. **Memory**: resident memory at the end of each job of one in-process
+   multirun of a small training pipeline; in a full run also with the C heap
+   trimmed after each job, which tells a leak from the allocator keeping
+   freed memory.
+5. **SLURM** (full runs, where `sinfo` answers): launch to exit of a 4-job
+   sweep of trivial jobs, tipi (to its `summary.csv`) against the bare app's
+   submitit sweep.
+
+## What the figures mean
+
+- **`--help`, `--cfg job`, errors**: both apps import Hydra and compose the
+  same tree; tipi adds its own package (the engine's modules, no torch) and
+  Hydra's scan of tipi's launcher plugin. Once tipi is installed that plugin
+  is scanned by every Hydra app in the environment, the bare one included.
+- **First training step**: both sides pay `import torch` and the import of
+  `torch._dynamo` that building a `torch.optim` optimizer triggers (the two
+  context rows). tipi adds Hydra's import and composition, its run record
+  (`run.json`: git state, package versions), the Rich console, and a
+  checkpoint of the still untrained network that the executor writes after
+  the data-load process (`last.pt`, fsynced), before the first step.
+- **Per-step**: the loop's own Python per step (the `atomic()` block, the
+  step counters, accumulating the loss on the device, the bar's counter) is a
+  few microseconds when timed alone; what the in-loop figure shows beyond
+  that comes from the other threads tipi's process runs beside the loop (the
+  Rich display redrawing, WandB's) and from logging every n steps (a host
+  sync, a line of `metrics.jsonl`, `wandb.log`) and checkpointing. On a
+  shared machine, torch's threads wait on each other whenever another
+  process takes a core, and that noise can exceed the overhead being
+  measured: compare the min–max columns, or run `--threads 1`.
+- **Multirun**: Hydra's basic sweeper composes every job's config once to
+  check it before the first job runs, and the launcher composes it again to
+  run it; both apps pay that. tipi's task then builds, records and runs the
+  pipeline. The first job also imports torch (seeding, the device). Composing
+  each job once (the prototype row) removes one of the two compositions.
+- **Memory**: glibc keeps memory freed by a job (tensors, datasets) for reuse
+  instead of returning it, so resident memory creeps up over many jobs in one
+  process even when everything is released; trimmed after each job it stays
+  flat, apart from the `JobReturn` (with each job's config) that Hydra's
+  launcher keeps for every job until the sweep ends.
+- **SLURM**: each job is a fresh process on the node; a trivial tipi job
+  still imports torch (seeding and the device), which dominates its run time.
+
+## Latest full run
+
+"""
+
+
+SUPPLEMENTARY = """
+
+## Supplementary runs
+
+Other settings on the same machine, in separate runs (the command heads each).
+
+"""
+
+
+def render(table: str, extra: list[str] | None = None) -> str:
+    """The page: the fixed text above, a full run's Markdown table and any supplementary runs' tables.
+
+    The tables' section headings move one level down, under this page's own.
+    """
+    page = INTRO + table.replace("### ", "#### ")
+    if extra:
+        page = page.rstrip() + SUPPLEMENTARY + "\n\n".join(t.replace("### ", "#### ").rstrip() for t in extra) + "\n"
+    return page
