@@ -8,7 +8,7 @@ What tipi costs on top of what it replaces, measured by `benchmarks/`. Run it
 yourself from a checkout with tipi installed:
 
 ```
-python -m benchmarks            # the full run (about 15 minutes on an idle 2-core machine); rewrites this page
+python -m benchmarks            # the full run (10-15 minutes on a 2-core machine); rewrites this page
 python -m benchmarks --quick    # under 3 minutes: fewer repeats, 10-20 jobs, no SLURM
 python -m benchmarks --only steps multirun --threads 1   # some sections; one torch thread
 ```
@@ -30,9 +30,10 @@ number of threads.
    detects, against a bare `@hydra.main` app that composes tipi's config tree
    with the same defaults list (`benchmarks/baselines/bare_hydra_app.py`); a
    check that none of these paths imports torch; and the time from launch to
-   the end of the first training step of `+experiment=seg` against a plain
-   script that imports torch, builds the same model, data, optimizer and
-   scheduler and takes one step (`benchmarks/baselines/plain_train.py`).
+   the first training step of `+experiment=seg` (to its forward, where the
+   goal is judged, and to its end) against a plain script that imports torch,
+   builds the same model, data, optimizer and scheduler and takes one step
+   (`benchmarks/baselines/plain_train.py`).
 2. **Per-step overhead**: tipi's training process of `+experiment=seg`, as a
    user watches it (Rich progress bars drawn as on a terminal,
    `metrics.jsonl`, WandB offline), against the plain script's textbook loop
@@ -72,13 +73,14 @@ number of threads.
   the data-load process (`last.pt`, fsynced), before the first step.
 - **Per-step**: the loop's own Python per step (the `atomic()` block, the
   step counters, accumulating the loss on the device, the bar's counter) is a
-  few microseconds when timed alone; what the in-loop figure shows beyond
-  that comes from the other threads tipi's process runs beside the loop (the
-  Rich display redrawing, WandB's) and from logging every n steps (a host
-  sync, a line of `metrics.jsonl`, `wandb.log`) and checkpointing. On a
-  shared machine, torch's threads wait on each other whenever another
-  process takes a core, and that noise can exceed the overhead being
-  measured: compare the min–max columns, or run `--threads 1`.
+  few microseconds when timed alone (about 6 µs); the rest of the in-loop
+  median comes from running beside the other threads of tipi's process (the
+  Rich display redrawing four times a second, WandB's). Logging every n steps
+  (a host sync, a line of `metrics.jsonl`, `wandb.log`) and checkpointing
+  cost more, on those steps only (their own row, and the mean). On a shared
+  machine, torch's threads wait on each other whenever another process takes
+  a core, and that noise can exceed the overhead being measured: compare the
+  min–max columns, or run `--threads 1`.
 - **Multirun**: Hydra's basic sweeper composes every job's config once to
   check it before the first job runs, and the launcher composes it again to
   run it; both apps pay that. tipi's task then builds, records and runs the
@@ -101,7 +103,8 @@ SUPPLEMENTARY = """
 
 ## Supplementary runs
 
-Other settings on the same machine, in separate runs (the command heads each).
+Other runs on the same machine, each headed by its command, date and load.
+An earlier run may predate changes to the harness; its rows say what it measured.
 
 """
 

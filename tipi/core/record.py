@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -37,8 +38,16 @@ def _now() -> str:
 
 def _git_state() -> dict[str, Any]:
     """Commit and dirty flag of the git tree tipi runs from, if any (never fails)."""
+    return dict(_git_state_at(os.environ.get("TIPI_ORIGINAL_CWD", os.getcwd())))
+
+
+# Once per process and directory: the jobs of a multirun share the code this
+# process loaded when it started, so they share its commit; asking git again
+# costs two subprocesses per job.
+@functools.cache
+def _git_state_at(cwd_str: str) -> dict[str, Any]:
     try:
-        cwd = Path(os.environ.get("TIPI_ORIGINAL_CWD", os.getcwd()))
+        cwd = Path(cwd_str)
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5
         )
@@ -53,6 +62,7 @@ def _git_state() -> dict[str, Any]:
         return {}
 
 
+@functools.cache  # installed versions do not change while a process runs
 def _versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
     for dist in ("tipi", "torch", "hydra-core", "omegaconf", "wandb", "submitit"):
@@ -99,7 +109,7 @@ class RunRecord:
             host=socket.gethostname(),
             pid=os.getpid(),
             argv=sys.argv,
-            versions=_versions(),
+            versions=dict(_versions()),
         )
         if overrides is not None:
             self.data["overrides"] = overrides

@@ -22,7 +22,6 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
-
 KEEP = 1000
 
 
