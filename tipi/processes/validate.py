@@ -11,7 +11,7 @@ from tipi.permanences.network import Network
 from tipi.processes.common import bar, logger_of, write_json
 
 
-def evaluate(model: Any, network: Network, data: Data, split: str, controller: Any = None) -> dict[str, float]:
+def evaluate(model: Any, network: Network, data: Data, split: str, controller: Any) -> dict[str, float]:
     """Loss, pixel accuracy, Dice and IoU (per class and mean) of ``model`` on ``split``.
 
     Statistics accumulate on the device; the host syncs once, at the end.
@@ -28,7 +28,7 @@ def evaluate(model: Any, network: Network, data: Data, split: str, controller: A
     loader = data.loader(split)
     was_training = model.training
     model.eval()
-    with torch.no_grad(), bar(controller, f"eval-{split}", total=len(loader)) if controller else _nobar() as b:
+    with torch.no_grad(), bar(controller, f"eval-{split}", total=len(loader)) as b:
         for images, masks in loader:
             images = images.to(device, non_blocking=True)
             masks = masks.to(device, non_blocking=True)
@@ -42,17 +42,6 @@ def evaluate(model: Any, network: Network, data: Data, split: str, controller: A
     metrics = matrix.compute()
     metrics["loss"] = float(loss_sum.item()) / max(pixels, 1)
     return metrics
-
-
-class _nobar:  # noqa: N801 - used like a context manager function
-    def __enter__(self) -> _nobar:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def advance(self, n: float = 1) -> None:
-        """Do nothing."""
 
 
 class EvaluationProcess(PipelineProcess):
