@@ -11,9 +11,8 @@ Layout: :mod:`benchmarks.run` (the command line), :mod:`benchmarks.stats`
 measurement (``startup``, ``steps``, ``multirun``, ``memory``, ``slurm``),
 ``probes/`` (instruments that run inside tipi or a baseline: a timed training
 process, a step clock, a no-op process, a job-clock callback), ``baselines/``
-(a bare ``@hydra.main`` app and a plain PyTorch script), ``conf/`` (a config
-dir for tipi's trivial multirun jobs) and ``prototypes/`` (changes to tipi
-measured before they are proposed).
+(a bare ``@hydra.main`` app and a plain PyTorch script) and ``conf/`` (a
+config dir for tipi's trivial multirun jobs).
 """
 
 from __future__ import annotations

@@ -12,9 +12,10 @@ callback, which timestamps each job in-process:
 
 The first job is excluded from the cycle: it pays one-time imports (torch, for tipi's seeding and device).
 
-A third variant runs tipi with a prototype sweeper that composes each job
-once (``benchmarks/prototypes/hydra_plugins/tipi_compose_once.py``), to
-measure what that change would give before proposing it.
+tipi's ``launcher=local`` runs each job with the config Hydra's sweeper
+composed to check it (``tipi.launchers.ComposeOnce``); a third variant runs
+tipi with Hydra's own basic launcher (``hydra/launcher=basic``), which
+composes every job a second time, to show what that saves.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ STRETCH_MS = 50.0
 CLOCK = "benchmarks.probes.job_clock.JobClock"
 BARE_CLOCK = "job_clock.JobClock"  # the bare app has only benchmarks/probes on its path (startup.bare_env)
 SEARCH_PATH = f"hydra.searchpath=[file://{BENCH_DIR / 'conf'}]"
-COMPOSE_ONCE = "hydra.sweeper._target_=hydra_plugins.tipi_compose_once.ComposeOnceSweeper"
+HYDRA_LAUNCHER = "hydra/launcher=basic"
 
 
 def clock_args(out: Path, target: str = CLOCK) -> list[str]:
@@ -81,11 +82,10 @@ def run(quick: bool) -> Section:
             result["wall"] = timed.seconds
             return result
 
-        prototype_env = child_env(pythonpath=[BENCH_DIR / "prototypes", REPO])
-        tipi_runs, bare_runs, once_runs = rounds([
+        tipi_runs, bare_runs, twice_runs = rounds([
             lambda: one(tipi_cmd, "tipi", child_env(), CLOCK),
             lambda: one(bare_cmd, "bare", bare_env(), BARE_CLOCK),
-            lambda: one(tipi_cmd, "tipi-compose-once", prototype_env, CLOCK, COMPOSE_ONCE),
+            lambda: one(tipi_cmd, "tipi-hydra-launcher", child_env(), CLOCK, HYDRA_LAUNCHER),
         ], repeats, warmup=0)
 
     def stat(runs: list[dict[str, float]], key: str, unit: str = "ms", scale: float = 1e3) -> Any:
@@ -98,7 +98,8 @@ def run(quick: bool) -> Section:
                             t.median <= STRETCH_MS, t.median))
     section.rows.append(Row("…sweeper's up-front compose of each job (validation)", stat(tipi_runs, "validate_per_job"),
                             stat(bare_runs, "validate_per_job"), "", "", None))
-    section.rows.append(Row("…job cycle (launcher compose + run_job + task)", stat(tipi_runs, "cycle"),
+    section.rows.append(Row("…job cycle (tipi: run_job + task; bare: launcher compose + run_job + task)",
+                            stat(tipi_runs, "cycle"),
                             stat(bare_runs, "cycle"), "", "", None))
     section.rows.append(Row("…the task function itself (tipi: the runner)", stat(tipi_runs, "job_body"),
                             stat(bare_runs, "job_body"), "", "", None))
@@ -106,15 +107,15 @@ def run(quick: bool) -> Section:
                             stat(bare_runs, "first_job_body", "s", 1.0), "", "", None))
     section.rows.append(Row(f"whole multirun of {jobs} jobs, wall", stat(tipi_runs, "wall", "s", 1.0),
                             stat(bare_runs, "wall", "s", 1.0), "", "", None))
-    once = stat(once_runs, "per_job")
-    section.rows.append(Row("per-job overhead, tipi with the compose-once sweeper (prototype)", once, b,
-                            f"{once.median - b.median:+.0f} ms ({once.median / b.median:.2f}×)", "", None))
-    section.raw = {"tipi": tipi_runs, "bare": bare_runs, "tipi_compose_once": once_runs, "jobs": jobs}
+    twice = stat(twice_runs, "per_job")
+    section.rows.append(Row("per-job overhead, tipi with Hydra's own basic launcher (composes each job twice)",
+                            twice, b, f"{twice.median - b.median:+.0f} ms ({twice.median / b.median:.2f}×)", "", None))
+    section.raw = {"tipi": tipi_runs, "bare": bare_runs, "tipi_hydra_launcher": twice_runs, "jobs": jobs}
     section.notes += [
         f"{repeats} multirun(s) a side of {jobs} jobs, `experiment=bench_noop {sweep}`, "
         "timed in-process by a Hydra callback (benchmarks/probes/job_clock.py).",
-        "Compose-once prototype: Hydra's basic sweeper composes every job to check it before the first runs, "
-        "then the launcher composes it again; the prototype hands the checked config to the launcher "
-        "(benchmarks/prototypes/hydra_plugins/tipi_compose_once.py, not yet part of tipi).",
+        "Hydra's basic sweeper composes every job to check it before the first runs; Hydra's basic launcher "
+        "then composes it again, tipi's (`launcher=local`, tipi/launchers.py ComposeOnce) runs the job with "
+        "the config the check composed.",
     ]
     return section

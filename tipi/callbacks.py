@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import yaml
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 
 COLUMNS = ("job", "overrides", "status", "objective", "duration_s", "attempts", "error", "run_dir")
 SUMMARY_FILE = "summary.csv"
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def _first_line(text: str) -> str:
@@ -41,6 +43,16 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def _job_num(hydra_yaml: Path) -> int | None:
+    """``hydra.job.num`` from a job's saved Hydra config (plain YAML: libyaml's parser, 20x OmegaConf's)."""
+    try:
+        saved = yaml.load(hydra_yaml.read_text(encoding="utf-8"), Loader=_YAML_LOADER)
+        num = saved["hydra"]["job"]["num"]
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return None
+    return num if isinstance(num, int) else None
 
 
 def _job_dirs(sweep_dir: Path) -> list[tuple[int, Path]]:
@@ -57,9 +69,7 @@ def _job_dirs(sweep_dir: Path) -> list[tuple[int, Path]]:
             continue
         if any(parent in found for parent in job_dir.parents if parent != sweep_dir):
             continue
-        hydra_yaml = job_dir / ".hydra" / "hydra.yaml"
-        num = OmegaConf.select(OmegaConf.load(hydra_yaml), "hydra.job.num", default=None) \
-            if hydra_yaml.is_file() else None
+        num = _job_num(job_dir / ".hydra" / "hydra.yaml")
         if num is None and job_dir.name.isdigit():
             num = int(job_dir.name)
         jobs.append((int(num) if num is not None else -1, job_dir))

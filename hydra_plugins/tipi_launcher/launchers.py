@@ -15,3 +15,7 @@ class SlurmLauncher(_tipi.TolerantGather, _hsl.SlurmLauncher):
 
 class LocalLauncher(_tipi.TolerantGather, _hsl.LocalLauncher):
     """Hydra's ``submitit_local`` launcher; a lost job is a failed row, not an aborted sweep."""
+
+
+class BasicLauncher(_tipi.ComposeOnce):
+    """Hydra's ``basic`` launcher (``launcher=local``); each job's config is composed once, not twice."""
