@@ -49,12 +49,10 @@ number of threads.
    (`experiment=bench_noop` from `benchmarks/conf`: one process that does
    nothing, no data, no network) against the bare Hydra app's multirun, both
    timed in-process by a Hydra callback (`benchmarks/probes/job_clock.py`).
-   A third variant runs tipi with a prototype sweeper that composes each job
-   once (`benchmarks/prototypes/`).
+   A third variant runs tipi with Hydra's own basic launcher
+   (`hydra/launcher=basic`), to show what tipi's launcher saves.
 4. **Memory**: resident memory at the end of each job of one in-process
-   multirun of a small training pipeline; in a full run also with the C heap
-   trimmed after each job, which tells a leak from the allocator keeping
-   freed memory.
+   multirun of a small training pipeline.
 5. **SLURM** (full runs, where `sinfo` answers): launch to exit of a 4-job
    sweep of trivial jobs, tipi (to its `summary.csv`) against the bare app's
    submitit sweep.
@@ -67,10 +65,15 @@ number of threads.
   is scanned by every Hydra app in the environment, the bare one included.
 - **First training step**: both sides pay `import torch` and the import of
   `torch._dynamo` that building a `torch.optim` optimizer triggers (the two
-  context rows). tipi adds Hydra's import and composition, its run record
-  (`run.json`: git state, package versions), the Rich console, and a
-  checkpoint of the still untrained network that the executor writes after
-  the data-load process (`last.pt`, fsynced), before the first step.
+  context rows). tipi adds Hydra: its import and two compositions of the
+  config (Hydra composes once to read `hydra.mode`, then again to run); the
+  bare Hydra app does the same to print its config in about 0.3 s (the
+  `--cfg job` row), nearly all of the goal's 0.35 s. tipi's own work before the first step, measured in-process with
+  torch already imported, is about 0.09 s: building and checking the
+  pipeline (32 ms), the Rich display (19 ms), moving the network to the
+  device (13 ms), the checkpoint after the data-load process (11 ms, fsynced),
+  `run.json` (7 ms), seeding (3 ms). The rest of the gap varies with
+  `import torch` itself (0.9 to 1.1 s from run to run here).
 - **Per-step**: the loop's own Python per step (the `atomic()` block, the
   step counters, accumulating the loss on the device, the bar's counter) is a
   few microseconds when timed alone (about 6 µs); the rest of the in-loop
@@ -81,16 +84,23 @@ number of threads.
   machine, torch's threads wait on each other whenever another process takes
   a core, and that noise can exceed the overhead being measured: compare the
   min–max columns, or run `--threads 1`.
-- **Multirun**: Hydra's basic sweeper composes every job's config once to
-  check it before the first job runs, and the launcher composes it again to
-  run it; both apps pay that. tipi's task then builds, records and runs the
-  pipeline. The first job also imports torch (seeding, the device). Composing
-  each job once (the prototype row) removes one of the two compositions.
+- **Multirun**: Hydra's basic sweeper composes every job's config to check
+  it before the first job runs, and Hydra's basic launcher composes it again
+  to run it (about 78 ms each for tipi's tree here); the bare app pays both.
+  tipi's launcher (`launcher=local`, `tipi/launchers.py`) runs each job with
+  the config the check composed, and jobs that choose the same config groups
+  and differ in values only (`seed=...`, `optimizer.lr=...`) are copies of one
+  composed base with the job's overrides applied by Hydra's own function
+  (about 5 ms), after the base reproduced the first job's config exactly.
+  What remains per job is Hydra's `run_job` (copying the config, writing
+  `.hydra/`, configuring logging) and tipi's task, which builds, records and
+  runs the pipeline. The first job also imports torch (seeding, the device).
 - **Memory**: glibc keeps memory freed by a job (tensors, datasets) for reuse
-  instead of returning it, so resident memory creeps up over many jobs in one
-  process even when everything is released; trimmed after each job it stays
-  flat, apart from the `JobReturn` (with each job's config) that Hydra's
-  launcher keeps for every job until the sweep ends.
+  instead of returning it, so resident memory crept up over many jobs in one
+  process even when everything was released (+5.2% over 50 jobs); tipi's
+  runner now hands it back after every run (`malloc_trim`), and what remains
+  is the `JobReturn` (with each job's config) that Hydra's launcher keeps for
+  every job until the sweep ends.
 - **SLURM**: each job is a fresh process on the node; a trivial tipi job
   still imports torch (seeding and the device), which dominates its run time.
 

@@ -5,17 +5,11 @@ Added to tipi and to the bare Hydra app alike with
 +hydra.callbacks.bench_clock.out=<file.json>``. It keeps everything in memory
 and writes one JSON file when the multirun ends (or at exit, if a job failed),
 so the jobs it times do no extra I/O.
-
-With ``trim=true`` it first hands the C heap's free memory back to the
-system (glibc ``malloc_trim``) at each job's end: what tipi would do if it
-trimmed after every run. Comparing the two tells a leak (memory still held)
-from the allocator keeping freed memory for reuse.
 """
 
 from __future__ import annotations
 
 import atexit
-import ctypes
 import json
 import time
 from pathlib import Path
@@ -36,21 +30,11 @@ def rss_kib() -> int | None:
     return None
 
 
-def malloc_trim() -> bool:
-    """Return the C heap's free memory to the system (glibc only); True if it could."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        return False
-    return True
-
-
 class JobClock(Callback):
     """Records ``time.perf_counter()`` at multirun start and at each job's start and end, and RSS at each end."""
 
-    def __init__(self, out: str, trim: bool = False) -> None:
+    def __init__(self, out: str) -> None:
         self.out = Path(out)
-        self.trim = trim
         self.data: dict[str, Any] = {"multirun_start": None, "job_start": [], "job_end": [], "rss_kib": []}
         self._written = False
         atexit.register(self.write)
@@ -63,8 +47,6 @@ class JobClock(Callback):
 
     def on_job_end(self, config: Any, job_return: Any, **kwargs: Any) -> None:
         self.data["job_end"].append(time.perf_counter())
-        if self.trim:
-            malloc_trim()
         self.data["rss_kib"].append(rss_kib())
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
