@@ -68,12 +68,17 @@ number of threads.
   context rows). tipi adds Hydra: its import and two compositions of the
   config (Hydra composes once to read `hydra.mode`, then again to run); the
   bare Hydra app does the same to print its config in about 0.3 s (the
-  `--cfg job` row), nearly all of the goal's 0.35 s. tipi's own work before the first step, measured in-process with
-  torch already imported, is about 0.09 s: building and checking the
-  pipeline (32 ms), the Rich display (19 ms), moving the network to the
-  device (13 ms), the checkpoint after the data-load process (11 ms, fsynced),
-  `run.json` (7 ms), seeding (3 ms). The rest of the gap varies with
-  `import torch` itself (0.9 to 1.1 s from run to run here).
+  `--cfg job` row). tipi's own work before the first step, measured
+  in-process with torch already imported, is about 0.09 s: building and
+  checking the pipeline (32 ms), the Rich display (19 ms), moving the network
+  to the device (13 ms), the checkpoint after the data-load process (11 ms,
+  fsynced), `run.json` (7 ms), seeding (3 ms). That tipi still lands within
+  the goal is because it pauses Python's cyclic garbage collector while it
+  builds and initializes the pipeline and then freezes what the imports
+  created (`tipi/core/controller.py`, `cyclic_gc_paused`): the plain script
+  spends about 0.35 s in five full collections that walk torch's objects
+  while importing it (counted with `gc.callbacks`); tipi skips them, which
+  took its first step 0.65 s → 0.26 s behind the plain script's.
 - **Per-step**: the loop's own Python per step (the `atomic()` block, the
   step counters, accumulating the loss on the device, the bar's counter) is a
   few microseconds when timed alone (about 6 µs); the rest of the in-loop

@@ -47,16 +47,16 @@ def rss_series(work: Path, jobs: int) -> tuple[list[float], float]:
     return [x / 1024 for x in rss], timed.seconds
 
 
-def rows_for(rss: list[float], label: str, goal: bool) -> list[Row]:
+def rows_for(rss: list[float], goal: bool) -> list[Row]:
     """Growth from job 5 to the last job (judged when ``goal``), trend and range."""
     jobs = len(rss)
     ref, last = rss[REFERENCE_JOB - 1], rss[-1]
     growth = (last - ref) / ref
     return [
-        Row(f"{label}: RSS after job {REFERENCE_JOB} → after job {jobs}", f"{ref:.0f} → {last:.0f} MiB", "",
+        Row(f"RSS after job {REFERENCE_JOB} → after job {jobs}", f"{ref:.0f} → {last:.0f} MiB", "",
             f"{growth:+.1%}", f"within ±{GROWTH_GOAL:.0%}" if goal else "",
             (abs(growth) <= GROWTH_GOAL) if goal else None, growth),
-        Row(f"{label}: trend over jobs {REFERENCE_JOB}–{jobs}; after job 1; min–max",
+        Row(f"RSS trend over jobs {REFERENCE_JOB}–{jobs}; after job 1; min–max",
             f"{slope_kib_per_job(rss[REFERENCE_JOB - 1:]) * 1024:+.0f} KiB/job; {rss[0]:.0f} MiB; "
             f"{min(rss):.0f}–{max(rss):.0f} MiB", "", "", "", None),
     ]
@@ -69,7 +69,7 @@ def run(quick: bool) -> Section:
     with tempfile.TemporaryDirectory(prefix="tipi-bench-memory-") as tmp:
         work = Path(tmp)
         raw, raw_s = rss_series(work, jobs)
-        section.rows += rows_for(raw, "RSS", goal=True)
+        section.rows += rows_for(raw, goal=True)
         section.raw = {"rss_mib": raw, "wall_s": raw_s}
     section.notes.append(f"`python -m tipi -m {' '.join(ARGS)} seed=range(0,{jobs})` ({raw_s:.0f} s); RSS read "
                          "from /proc/self/status at each job's end by benchmarks/probes/job_clock.py. No baseline: "

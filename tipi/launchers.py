@@ -211,15 +211,18 @@ class CheckedConfigs:
 
     def _split(self, master: DictConfig, overrides: list[str]) -> tuple[tuple[str, ...], list[Any], list[Any]] | None:
         """(group overrides, value overrides, all parsed) by Hydra's rule; None where the job must be composed."""
-        try:
-            from hydra.core.override_parser.overrides_parser import OverridesParser
+        from hydra.core.override_parser.overrides_parser import OverridesParser
 
-            if self._repo is None:  # the search path of this sweep (hydra.searchpath included), as Hydra builds it
+        if self._repo is None:  # the search path of this sweep (hydra.searchpath included), as Hydra builds it
+            try:
                 _, self._repo = self.loader._parse_overrides_and_create_caching_repo(
                     master.hydra.job.config_name, list(master.hydra.overrides.hydra))
+            except Exception:  # noqa: BLE001 - not the Hydra 1.3 internals this relies on: compose every job
+                self.derive = False
+                return None
+        try:
             parsed = OverridesParser.create().parse_overrides(overrides=overrides)
-        except Exception:  # noqa: BLE001 - not Hydra 1.3's internals, or an override Hydra will report itself
-            self.derive = self._repo is not None and self.derive
+        except Exception:  # noqa: BLE001 - Hydra's own composition reports the bad override
             return None
         groups, values = [], []
         for override in parsed:
@@ -235,7 +238,9 @@ class CheckedConfigs:
     def _make_base(self, master: DictConfig, groups: tuple[str, ...], first: list[str]) -> DictConfig | None:
         """Hydra's composition with these group choices only, if it reproduces the first job's config."""
         base = self.loader.load_sweep_config(master, list(groups))
-        first_cfg = self.kept.get(tuple(first)) or self.loader.load_sweep_config(master, first)
+        first_cfg = self.kept.get(tuple(first))
+        if first_cfg is None:
+            first_cfg = self.loader.load_sweep_config(master, first)
         first_split = self._split(master, first)
         assert first_split is not None
         again = self._apply(base, master, first_split[2], first_split[1])

@@ -163,3 +163,71 @@ def test_pipeline_execution() -> None:
 
     # Verify results
     assert MockProcess.executed
+
+
+class GcWatcher(Permanence):
+    """Notes whether Python's cyclic garbage collector runs during its initialize()."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+        self.gc_enabled_in_initialize: bool | None = None
+
+    def initialize(self) -> None:
+        import gc
+
+        self.gc_enabled_in_initialize = gc.isenabled()
+        if self.fail:
+            raise RuntimeError("initialize failed")
+
+    def cleanup(self) -> None:
+        """Nothing held."""
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_the_cyclic_gc_is_paused_while_permanences_initialize_and_resumed_after(fail: bool) -> None:
+    import gc
+
+    watcher = GcWatcher(fail=fail)
+    controller = PipelineController({"w": watcher}, [])
+    assert gc.isenabled()
+    if fail:
+        with pytest.raises(RuntimeError, match="initialize failed"):
+            controller.initialize_permanences()
+    else:
+        controller.initialize_permanences()
+    assert watcher.gc_enabled_in_initialize is False
+    assert gc.isenabled(), "resumed, whatever happened"
+
+
+def test_a_cyclic_gc_switched_off_by_the_user_stays_off() -> None:
+    import gc
+
+    gc.disable()
+    try:
+        PipelineController({"w": GcWatcher()}, []).initialize_permanences()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_what_a_paused_block_imported_is_frozen_and_a_block_without_imports_freezes_nothing(
+        tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import gc
+    import importlib
+
+    from tipi.core.controller import cyclic_gc_paused
+
+    (tmp_path / "tipi_gc_probe_module.py").write_text("TABLE = {i: [i] for i in range(1000)}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    gc.unfreeze()
+    try:
+        with cyclic_gc_paused():
+            pass
+        assert gc.get_freeze_count() == 0, "nothing imported: nothing frozen"
+        with cyclic_gc_paused():
+            importlib.import_module("tipi_gc_probe_module")
+        assert gc.get_freeze_count() > 1000, "the imported module's objects are out of the collector's way"
+        assert gc.isenabled()
+    finally:
+        gc.unfreeze()
+        monkeypatch.delitem(__import__("sys").modules, "tipi_gc_probe_module", raising=False)

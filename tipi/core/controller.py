@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -14,6 +16,33 @@ from tipi.core.process import PipelineProcess, ProcessWithParams
 
 log = logging.getLogger(__name__)
 P = TypeVar("P")
+
+
+@contextlib.contextmanager
+def cyclic_gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector for a block of set-up work; reference counting still frees memory.
+
+    Building and initializing a pipeline imports torch and ``torch._dynamo``
+    (which building a ``torch.optim`` optimizer pulls in): hundreds of
+    thousands of long-lived objects and no garbage, yet each full collection
+    the allocations trigger walks all of them. If the block imported modules,
+    what exists when it ends is frozen (``gc.freeze``: moved where collections
+    never look), so neither the next collection nor any later one walks the
+    imports again; a block that imported nothing (a later job of a multirun)
+    freezes nothing. A collector that was already off stays off. Measured on
+    a 2-core CPU machine: launch to the first training step of
+    ``+experiment=seg`` 0.3-0.4 s sooner (docs/performance.md).
+    """
+    was_enabled = gc.isenabled()
+    modules_before = len(sys.modules)
+    gc.disable()
+    try:
+        yield
+    finally:
+        if len(sys.modules) > modules_before:
+            gc.freeze()
+        if was_enabled:
+            gc.enable()
 
 
 class PipelineController:
@@ -76,15 +105,17 @@ class PipelineController:
 
         If one fails, those already initialized are cleaned up (in reverse) and
         the original error propagates, with any cleanup errors attached.
+        Python's cyclic garbage collector is paused meanwhile (:func:`cyclic_gc_paused`).
         """
-        for name, perm in self._active():
-            try:
-                perm.initialize()
-            except BaseException as exc:
-                _add_note(exc, f"while initializing permanences.{name}")
-                self._attach_cleanup_errors(exc, self.cleanup())
-                raise
-            self._initialized.append(name)
+        with cyclic_gc_paused():
+            for name, perm in self._active():
+                try:
+                    perm.initialize()
+                except BaseException as exc:
+                    _add_note(exc, f"while initializing permanences.{name}")
+                    self._attach_cleanup_errors(exc, self.cleanup())
+                    raise
+                self._initialized.append(name)
 
     def validate_permanences(self) -> None:
         """``validate()`` each initialized permanence in build order."""

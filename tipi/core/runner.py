@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from tipi.core.builder import PipelineBuilder
 from tipi.core.context import RunContext
-from tipi.core.controller import PipelineController
+from tipi.core.controller import PipelineController, cyclic_gc_paused
 from tipi.core.errors import ConfigError, Interrupted
 from tipi.core.executor import PipelineExecutor, chain_previous_handler
 from tipi.core.record import RunRecord
@@ -117,12 +117,17 @@ class PipelineRunner:
         return cfg
 
     def build(self) -> PipelineController:
-        """Check the config and construct the controller (nothing is initialized yet)."""
-        permanences, specs = PipelineBuilder(self.cfg).build()
-        run_dir = self.run_dir
-        resume = (run_dir / "checkpoints" / "last.pt").exists() or (run_dir / "run.json").exists()
-        context = RunContext(run_dir=run_dir, cfg=self.cfg, seed=self.cfg.get("seed"), resume=resume)
-        return PipelineController(permanences, specs, context)
+        """Check the config and construct the controller (nothing is initialized yet).
+
+        This imports every ``_target_``'s module (torch among them), so Python's
+        cyclic garbage collector is paused meanwhile (:func:`~tipi.core.controller.cyclic_gc_paused`).
+        """
+        with cyclic_gc_paused():
+            permanences, specs = PipelineBuilder(self.cfg).build()
+            run_dir = self.run_dir
+            resume = (run_dir / "checkpoints" / "last.pt").exists() or (run_dir / "run.json").exists()
+            context = RunContext(run_dir=run_dir, cfg=self.cfg, seed=self.cfg.get("seed"), resume=resume)
+            return PipelineController(permanences, specs, context)
 
     def run(self) -> float | None:
         """Run once (or a WandB sweep when ``sweep`` is configured); return the objective."""
