@@ -1,61 +1,70 @@
 """tipi (TensorImgPipeline): a Hydra-composed experiment launcher for PyTorch research.
 
-Importing ``tipi`` is cheap: torch and wandb are imported only where used.
+Importing ``tipi`` is cheap: the names below are loaded on first use (PEP 562),
+so ``python -m tipi --help`` and errors Hydra reports import only the CLI, and
+torch and wandb are imported only where used.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
-
-from tipi.core.builder import PipelineBuilder
-from tipi.core.context import RunContext, get_current_controller
-from tipi.core.controller import PipelineController
-from tipi.core.errors import (
-    CheckpointError,
-    ConfigError,
-    DataError,
-    DeviceError,
-    Interrupted,
-    PermanenceError,
-    ProcessError,
-    TipiError,
-)
-from tipi.core.executor import PipelineExecutor
-from tipi.core.permanence import Permanence
-from tipi.core.process import PipelineProcess, ProcessWithParams
-from tipi.core.runner import PipelineRunner
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "CheckpointError",
-    "ConfigError",
-    "DataError",
-    "DeviceError",
-    "Interrupted",
-    "Permanence",
-    "PermanenceError",
-    "PipelineBuilder",
-    "PipelineController",
-    "PipelineExecutor",
-    "PipelineProcess",
-    "PipelineRunner",
-    "ProcessError",
-    "ProcessWithParams",
-    "RunContext",
-    "TipiError",
-    "get_current_controller",
-    "pipeline_process",
-]
+# public name -> the module that defines it
+_EXPORTS = {
+    "CheckpointError": "tipi.core.errors",
+    "ConfigError": "tipi.core.errors",
+    "DataError": "tipi.core.errors",
+    "DeviceError": "tipi.core.errors",
+    "Interrupted": "tipi.core.errors",
+    "PermanenceError": "tipi.core.errors",
+    "ProcessError": "tipi.core.errors",
+    "TipiError": "tipi.core.errors",
+    "Permanence": "tipi.core.permanence",
+    "PipelineBuilder": "tipi.core.builder",
+    "PipelineController": "tipi.core.controller",
+    "PipelineExecutor": "tipi.core.executor",
+    "PipelineProcess": "tipi.core.process",
+    "ProcessWithParams": "tipi.core.process",
+    "PipelineRunner": "tipi.core.runner",
+    "RunContext": "tipi.core.context",
+    "get_current_controller": "tipi.core.context",
+    "pipeline_process": "tipi.decorators",
+}
+
+__all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
+    from tipi.core.builder import PipelineBuilder
+    from tipi.core.context import RunContext, get_current_controller
+    from tipi.core.controller import PipelineController
+    from tipi.core.errors import (
+        CheckpointError,
+        ConfigError,
+        DataError,
+        DeviceError,
+        Interrupted,
+        PermanenceError,
+        ProcessError,
+        TipiError,
+    )
+    from tipi.core.executor import PipelineExecutor
+    from tipi.core.permanence import Permanence
+    from tipi.core.process import PipelineProcess, ProcessWithParams
+    from tipi.core.runner import PipelineRunner
     from tipi.decorators import pipeline_process
 
 
 def __getattr__(name: str) -> Any:
-    # The decorator pulls in the helpers; load it on first use only.
-    if name == "pipeline_process":
-        from tipi.decorators import pipeline_process
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tipi' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # the next access is a plain attribute
+    return value
 
-        return pipeline_process
-    raise AttributeError(f"module 'tipi' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
