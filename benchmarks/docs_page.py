@@ -13,6 +13,10 @@ python -m benchmarks --quick    # under 3 minutes: fewer repeats, 10-20 jobs, no
 python -m benchmarks --only steps multirun --threads 1   # some sections; one torch thread
 ```
 
+A quick run is a smoke test of the harness and a rough reading: its
+per-step and first-step rows rest on two to four runs a side, which on two
+cores move by ±10% from one run to the next; judge the goals on a full run.
+
 Every figure is measured against its baseline in the same run, the two
 interleaved (A B A B ...), and reported as the median with the min–max of the
 repeats as the noise. Results of every run land in `benchmarks/results/`

@@ -152,7 +152,7 @@ def run(quick: bool) -> Section:
         work = Path(tmp)
         measure_light_paths(section, work, 3 if quick else 12)
         # The light paths above already compiled tipi's and Hydra's .pyc files: no warm-up in quick mode.
-        measure_first_step(section, work, 2 if quick else 6, warmup=0 if quick else 1)
+        measure_first_step(section, work, 4 if quick else 6, warmup=0 if quick else 1)
         measure_torch_floor(section, work, 1 if quick else 4)
     section.notes += [
         "Wall time from launch to exit; for the first step, to the first training forward (and to the end of "

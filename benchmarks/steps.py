@@ -36,7 +36,7 @@ def run(quick: bool) -> Section:
     """All of section 2."""
     section = Section("2. Per-step overhead (training, `+experiment=seg`)")
     # more, shorter runs: on 2 cores the noise is between runs (thread placement), not between steps
-    warmup, measured, repeats = (4, 16, 2) if quick else (5, 40, 8)
+    warmup, measured, repeats = (4, 32, 2) if quick else (5, 40, 8)
     total = warmup + measured
     setup = seg_setup()
     batch = setup["data"]["batch_size"]
