@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gc
+import importlib
 import signal
+import sys
 
 import pytest
 
@@ -173,8 +176,6 @@ class GcWatcher(Permanence):
         self.gc_enabled_in_initialize: bool | None = None
 
     def initialize(self) -> None:
-        import gc
-
         self.gc_enabled_in_initialize = gc.isenabled()
         if self.fail:
             raise RuntimeError("initialize failed")
@@ -185,8 +186,6 @@ class GcWatcher(Permanence):
 
 @pytest.mark.parametrize("fail", [False, True])
 def test_the_cyclic_gc_is_paused_while_permanences_initialize_and_resumed_after(fail: bool) -> None:
-    import gc
-
     watcher = GcWatcher(fail=fail)
     controller = PipelineController({"w": watcher}, [])
     assert gc.isenabled()
@@ -200,8 +199,6 @@ def test_the_cyclic_gc_is_paused_while_permanences_initialize_and_resumed_after(
 
 
 def test_a_cyclic_gc_switched_off_by_the_user_stays_off() -> None:
-    import gc
-
     gc.disable()
     try:
         PipelineController({"w": GcWatcher()}, []).initialize_permanences()
@@ -212,9 +209,6 @@ def test_a_cyclic_gc_switched_off_by_the_user_stays_off() -> None:
 
 def test_what_a_paused_block_imported_is_frozen_and_a_block_without_imports_freezes_nothing(
         tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import gc
-    import importlib
-
     from tipi.core.controller import cyclic_gc_paused
 
     (tmp_path / "tipi_gc_probe_module.py").write_text("TABLE = {i: [i] for i in range(1000)}\n")
@@ -230,4 +224,4 @@ def test_what_a_paused_block_imported_is_frozen_and_a_block_without_imports_free
         assert gc.isenabled()
     finally:
         gc.unfreeze()
-        monkeypatch.delitem(__import__("sys").modules, "tipi_gc_probe_module", raising=False)
+        monkeypatch.delitem(sys.modules, "tipi_gc_probe_module", raising=False)
