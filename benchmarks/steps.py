@@ -53,7 +53,7 @@ def run(quick: bool) -> Section:
             i = next(counter)
             report, stderr = work / f"tipi-{i}.json", work / f"tipi-{i}.stderr"
             cmd = tipi_cmd(
-                "+experiment=seg", "progress=rich", "logger=wandb", "logger.mode=offline",
+                "+experiment=seg", "progress=rich", "logger=wandb", "logger.trackers.wandb.mode=offline",
                 f"hydra.run.dir={work / f'run-{i}'}",
                 f"processes.train._target_={TIMED_TRAIN}", f"+processes.train.report_to={report}",
                 "processes.train.epochs=1", f"data.num_train={total * batch}", f"data.num_val={batch}",

@@ -8,13 +8,16 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+from pathlib import Path
 from typing import Any
 
 import hydra
 from omegaconf import DictConfig
 
 from tipi.core.config import CONFIG_NAME, CONFIG_PATH, normalize_overrides, register_resolvers
+from tipi import hydra_errors
 from tipi.core.errors import Interrupted, TipiError
+from tipi.params import install as install_params
 
 
 def _full_traceback_requested() -> bool:
@@ -51,12 +54,25 @@ def _is_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
-def task(cfg: DictConfig) -> float | None:
-    """Hydra's task function: run one pipeline and return its objective."""
-    from tipi.core.runner import PipelineRunner
+def run(cfg: DictConfig) -> float | None:
+    """One run, or a WandB sweep when the config has a ``sweep`` key; the objective."""
+    if cfg.get("sweep") is not None:
+        from hydra.core.hydra_config import HydraConfig
 
+        from tipi.sweeps import run_sweep
+
+        sweep_dir = Path(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else Path.cwd()
+        return run_sweep(cfg, sweep_dir)
+    # the plain runner, or (distributed=ddp) this rank's runner or tipi's own start of the ranks
+    from tipi.distributed.start import runner_for
+
+    return runner_for(cfg).run()
+
+
+def task(cfg: DictConfig) -> float | None:
+    """Hydra's task function: run one pipeline (or a sweep) and return its objective."""
     try:
-        return PipelineRunner(cfg).run()
+        return run(cfg)
     except Interrupted as exc:
         print(f"tipi: {exc}; state checkpointed, cleanup done", file=sys.stderr)
         raise SystemExit(exc.exit_code) from None
@@ -96,9 +112,37 @@ def check_overrides(argv: list[str]) -> None:
                                    "https://hydra.cc/docs/advanced/override_grammar/basic/") from None
 
 
+LAUNCHERS_MODULE = "hydra_plugins.tipi_launcher.launchers"
+LAUNCHERS = ("BasicLauncher", "LocalLauncher", "SlurmLauncher")
+
+
+def register_launchers() -> None:
+    """Make tipi's launchers known to Hydra however tipi was installed.
+
+    Hydra finds plugins by scanning the ``hydra_plugins`` namespace package's
+    folders, which pip's default editable install (a PEP 660 import hook) does
+    not expose; registering the classes through Hydra's public
+    ``Plugins.register`` works for every install. A scan that found them
+    already makes this a dictionary look-up.
+    """
+    import importlib
+
+    from hydra.core.plugins import Plugins
+
+    plugins = Plugins.instance()
+    if all(f"{LAUNCHERS_MODULE}.{name}" in plugins.class_name_to_class for name in LAUNCHERS):
+        return
+    module = importlib.import_module(LAUNCHERS_MODULE)
+    for name in LAUNCHERS:
+        plugins.register(getattr(module, name))
+
+
 def main() -> Any:
     """Console entry point."""
     register_resolvers()
+    register_launchers()
+    hydra_errors.install(report_error, _full_traceback_requested)
+    install_params()  # every parameter of a process or permanence is a config key (tipi.params)
     sys.argv[1:] = normalize_overrides(sys.argv[1:])
     try:
         check_overrides(sys.argv[1:])

@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 import time
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +38,9 @@ from hydra.types import HydraContext, TaskFunction
 from hydra_plugins.hydra_submitit_launcher import submitit_launcher as hsl
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from tipi.core.errors import TipiError
+from tipi.core.errors import ConfigError, TipiError
 from tipi.core.record import RunRecord
+from tipi.runs.submit import check_detachable, detach, launcher_wait, refuse, write_manifest
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +60,7 @@ def close_lost_record(run_dir: Path, reason: str, overrides: list[str]) -> None:
     record = RunRecord(run_dir)
     if record.path.exists() and record.data.get("status") not in ("running", "requeued"):
         return
-    ended = datetime.now(timezone.utc).isoformat(timespec="seconds")  # when the loss was noticed
+    ended = datetime.now(UTC).isoformat(timespec="seconds")  # when the loss was noticed
     record.data.setdefault("overrides", overrides)
     # duration unknown: the process died some time before the launcher noticed
     record.data.update(status="failed", ended=ended, error=reason, objective=None, duration_s=None)
@@ -86,7 +88,26 @@ def _wait(job: Any, poll_s: float = 10.0) -> None:
 
 
 class TolerantGather(hsl.BaseSubmititLauncher):
-    """``launch`` as in hydra-submitit-launcher 1.2.0, except how results are gathered."""
+    """``launch`` as in hydra-submitit-launcher 1.2.0, except how results are gathered.
+
+    Also: the sweeper's check of the batch composes job configs through
+    :class:`CheckedConfigs` (most derived from one composed base, so a 50-job
+    ``launcher.wait=false`` submit returns in seconds, not in 50 compositions);
+    the jobs still compose their own config in their own process.
+    """
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        """Give the sweeper a :class:`CheckedConfigs` for its check (it holds the same context)."""
+        if not isinstance(hydra_context.config_loader, CheckedConfigs):
+            hydra_context.config_loader = CheckedConfigs(hydra_context.config_loader)  # type: ignore[assignment]
+        super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> JobReturn:
+        """Run one job in the worker; its config is composed there, so tipi.params must be in place there too."""
+        from tipi.params import install
+
+        install()
+        return super().__call__(*args, **kwargs)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         """Submit one job per override list; wait for all; a lost job is a failed ``JobReturn``."""
@@ -96,6 +117,8 @@ class TolerantGather(hsl.BaseSubmititLauncher):
         from omegaconf import OmegaConf
 
         assert self.config is not None and len(job_overrides) > 0
+        if not launcher_wait(self.config):
+            check_detachable(self.config)
         init_keys = {"max_num_timeout", "submitit_folder"}
         executor = submitit.AutoExecutor(
             cluster=self._EXECUTOR, folder=self.params["submitit_folder"],
@@ -112,12 +135,39 @@ class TolerantGather(hsl.BaseSubmititLauncher):
         if "mode" in self.config.hydra.sweep:
             sweep_dir.chmod(int(str(self.config.hydra.sweep.mode), 8))
         job_params: list[tuple[Any, ...]] = []
+        state = Singleton.get_state()  # a deep copy; the same for every job of the batch, so taken once
         for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
             log.info("\t#%d : %s", idx, " ".join(filter_overrides(overrides)))
-            job_params.append((list(overrides), "hydra.sweep.dir", idx, f"job_id_for_{idx}", Singleton.get_state()))
-        jobs = executor.map_array(self, *zip(*job_params))
+            job_params.append((list(overrides), "hydra.sweep.dir", idx, f"job_id_for_{idx}", state))
+        checked = self.hydra_context.config_loader if self.hydra_context is not None else None
+        if isinstance(checked, CheckedConfigs):  # each job gets Hydra's own loader, without the checked configs
+            checked.kept.clear()
+            self.hydra_context.config_loader = checked.loader
+        try:
+            jobs = executor.map_array(self, *zip(*job_params, strict=True))
+        finally:
+            if isinstance(checked, CheckedConfigs):
+                self.hydra_context.config_loader = checked
+        run_dirs = [self._run_dir(list(overrides), idx) for idx, overrides in enumerate(job_overrides, initial_job_idx)]
+        wait = launcher_wait(self.config)
+        write_manifest(self.config, self._EXECUTOR, self.params, wait, jobs, job_overrides, run_dirs, initial_job_idx)
+        if not wait:
+            return detach(jobs, job_overrides, run_dirs, sweep_dir)
         return [self._gather(job, list(overrides), idx)
-                for idx, (job, overrides) in enumerate(zip(jobs, job_overrides), start=initial_job_idx)]
+                for idx, (job, overrides) in enumerate(zip(jobs, job_overrides, strict=True), start=initial_job_idx)]
+
+    def _run_dir(self, overrides: list[str], idx: int) -> Path | None:
+        """The job's run directory, without composing its config where the sweep's subdir is tipi's or resubmit's."""
+        assert self.config is not None
+        subdir = OmegaConf.to_container(self.config.hydra.sweep, resolve=False).get("subdir")  # type: ignore[union-attr]
+        sweep_dir = Path(os.path.abspath(str(self.config.hydra.sweep.dir)))
+        if subdir == "${hydra.job.num}":
+            return sweep_dir / str(idx)
+        resume = next((o.split("=", 1)[1].strip("'\"") for o in overrides if o.startswith("resume=")), None)
+        if subdir == "${resume}" and resume:
+            return Path(os.path.abspath(resume))
+        run_dir = self._job_dir(overrides, idx)
+        return Path(os.path.abspath(run_dir)) if run_dir is not None else None
 
     def _gather(self, job: Any, overrides: list[str], idx: int) -> JobReturn:
         """The job's ``JobReturn``; if it ended without one, a failed ``JobReturn`` saying why."""
@@ -224,7 +274,8 @@ class CheckedConfigs:
             parsed = OverridesParser.create().parse_overrides(overrides=overrides)
         except Exception:  # noqa: BLE001 - Hydra's own composition reports the bad override
             return None
-        groups, values = [], []
+        groups: list[str] = []
+        values: list[Any] = []
         for override in parsed:
             if override.is_hydra_override() or override.package is not None or override.is_sweep_override():
                 return None
@@ -232,7 +283,7 @@ class CheckedConfigs:
             if isinstance(override.value(), dict) or not self._repo.group_exists(override.key_or_group):
                 values.append(override)
             else:
-                groups.append(override.input_line)
+                groups.append(str(override.input_line))
         return tuple(groups), values, parsed
 
     def _make_base(self, master: DictConfig, groups: tuple[str, ...], first: list[str]) -> DictConfig | None:
@@ -283,6 +334,12 @@ class ComposeOnce(BasicLauncher):
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         """Hydra's basic launch, taking the checked configs; nothing kept outlives it."""
+        if not launcher_wait(self.config):
+            refuse(ConfigError(
+                "launcher=local runs the jobs in this process, one after another: it cannot return before they end",
+                key="launcher.wait",
+                hint="Submit and detach with launcher=slurm (or launcher=submitit_local) launcher.wait=false; "
+                     "or run this sweep under nohup / tmux."))
         checked = self.hydra_context.config_loader if self.hydra_context is not None else None
         if not isinstance(checked, CheckedConfigs):
             return super().launch(job_overrides, initial_job_idx)

@@ -46,7 +46,7 @@ class _RedrawCounter:
 
     def __init__(self, progress: Any) -> None:
         # The permanence's live display; None in plain / none mode (or if its internals change).
-        self.rich = getattr(progress, "_progress", None)
+        self.rich = getattr(progress, "display", None)
         self.count = 0
         if self.rich is not None:
             original = self.rich.get_renderables

@@ -108,7 +108,7 @@ class Misbehave(PipelineProcess):
 
     def execute(self) -> float:
         """Raise, SIGKILL this process, or return the seed."""
-        seed = self.controller.context.seed
+        seed = self.controller.context.cfg.get("seed")
         if seed == self.raise_on_seed:
             raise RuntimeError(f"job with seed {seed} broke on purpose\nsecond line")
         if seed == self.kill_on_seed:

@@ -110,7 +110,7 @@ THREE_LEVELS = ("~pipeline", "permanences.data=null", "permanences.network=null"
                 f"++processes={{nested: {{_target_: {__name__}.three_levels}}}}", "run.objective=null")
 
 
-def test_a_log_file_gets_plain_lines_without_ansi_and_a_bounded_number(tmp_path: Path) -> None:
+def test_a_log_file_gets_plain_lines_without_ansi_a_bounded_number_and_the_running_loss(tmp_path: Path) -> None:
     log_path = tmp_path / "log.txt"
     start = time.perf_counter()
     with log_path.open("w") as log:  # python -m tipi +experiment=seg debug=fast > log.txt 2>&1
@@ -128,6 +128,13 @@ def test_a_log_file_gets_plain_lines_without_ansi_and_a_bounded_number(tmp_path:
     assert len(progress) <= len(paths) * (1 + math.ceil(elapsed / PLAIN_INTERVAL_S)), text
     assert re.search(r"^overall 5/5 100% elapsed \S+ done", text, re.MULTILINE)
     assert "data: train=64" in text  # log records are still there, between the bars' lines
+    # The epoch bar ends with the last running training loss and validation metric, as Lightning's does.
+    [run_dir] = run_dirs(tmp_path / "outputs")
+    metrics = read_jsonl(run_dir / "metrics.jsonl")
+    loss = [row["train/loss"] for row in metrics if "train/loss" in row][-1]
+    iou = [row["val/mean_iou"] for row in metrics if "val/mean_iou" in row][-1]
+    shown = re.escape(f"loss {loss:.3g}  val/mean_iou {iou:.3g}")
+    assert re.search(rf"^  overall/epoch (\d+)/\1 100% elapsed \S+ done {shown}$", text, re.MULTILINE), text
 
 
 def test_a_terminal_gets_the_nested_live_bars(tmp_path: Path) -> None:
@@ -140,6 +147,8 @@ def test_a_terminal_gets_the_nested_live_bars(tmp_path: Path) -> None:
     # Nested bars: each level indented under the one above.
     for pattern in (r"^overall\s", r"^  epoch\s", r"^    train-val\s"):
         assert any(re.match(pattern, line) for line in lines), f"no {pattern!r} row in\n" + "\n".join(lines)
+    # The epoch row shows the running training loss while it trains.
+    assert any(re.match(r"^  epoch\s.*\sloss \d", line) for line in lines), "\n".join(lines)
     assert not any(error in raw for error in LIVE_DISPLAY_ERRORS)
     assert any("data: train=64" in line for line in lines)  # log records are written above the bars
     final = last_frame(raw)

@@ -10,6 +10,7 @@ repository on ``PYTHONPATH``).
 from __future__ import annotations
 
 import csv
+import json
 import subprocess
 import sys
 import time
@@ -126,3 +127,85 @@ def test_requeued_and_preempted_jobs_resume_in_their_directory_to_the_same_weigh
         assert losses == reference_losses, f"job {job}"
         assert weights.keys() == reference.keys()
         assert all(torch.equal(weights[k], reference[k]) for k in reference), f"job {job}'s final weights differ"
+
+
+def runs_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``python -m tipi.runs ARGS`` (the ``tipi-runs`` console script) in ``cwd``."""
+    return subprocess.run([sys.executable, "-m", "tipi.runs", *args], cwd=cwd, env=tipi_env(), capture_output=True,
+                          text=True, timeout=120, stdin=subprocess.DEVNULL)
+
+
+def sweep_statuses(sweep: Path) -> list[tuple[int, str]]:
+    """``(job, status)`` per job, as ``tipi-runs sweep status --json`` tells them."""
+    proc = runs_cli("sweep", "status", str(sweep), "--json", cwd=sweep)
+    assert proc.returncode == 0, proc.stderr
+    return [(row["job"], row["status"]) for row in json.loads(proc.stdout)]
+
+
+def test_a_detached_sweep_finishes_after_its_terminal_is_gone(run_tipi: RunTipi, tmp_path: Path) -> None:
+    conf = misbehave_config_dir(tmp_path)
+    start = time.monotonic()
+    proc = run_tipi("-m", "--config-dir", str(conf), "+experiment=misbehave", "launcher=slurm", "launcher.wait=false",
+                    "seed=4,5,6", "hydra.sweep.dir=multirun/detached", check=True)
+    returned_after = time.monotonic() - start
+    sweep = tmp_path / "multirun" / "detached"
+    manifest = read_json(sweep / "manifest.json")
+    job_ids = [job["job_ids"][-1] for job in manifest["jobs"]]
+    assert [job["run_dir"] for job in manifest["jobs"]] == [str(sweep / str(n)) for n in range(3)]
+    assert all(job_id in proc.stdout for job_id in job_ids) and str(sweep) in proc.stdout
+    assert returned_after < 60, "the launching process returned without waiting for the jobs"
+    # the launching process has exited; the jobs finish on their own and status reads them back
+    wait_for(lambda: sweep_statuses(sweep) == [(0, "succeeded"), (1, "succeeded"), (2, "succeeded")], 240,
+             "the detached jobs to succeed", interval=3)
+    rows = summary_rows(sweep)
+    assert [(r["overrides"].split()[-1], r["status"], r["objective"]) for r in rows] == [
+        ("seed=4", "succeeded", "4.0"), ("seed=5", "succeeded", "5.0"), ("seed=6", "succeeded", "6.0")]
+    nothing = runs_cli("sweep", "resubmit", str(sweep), cwd=tmp_path)
+    assert nothing.returncode == 1 and "nothing to resubmit" in nothing.stderr, nothing.stderr
+    assert "Traceback" not in nothing.stderr
+
+
+def test_status_of_a_waited_for_sweep_matches_its_summary(run_tipi: RunTipi, tmp_path: Path) -> None:
+    conf = misbehave_config_dir(tmp_path)
+    run_tipi("-m", "--config-dir", str(conf), "+experiment=misbehave", "launcher=slurm", "seed=1,2,3")
+    [sweep] = (tmp_path / "multirun").glob("*/*")
+    written = [(r["job"], r["status"], r["error"]) for r in summary_rows(sweep)]
+    (sweep / "summary.csv").unlink()
+    assert sweep_statuses(sweep) == [(0, "succeeded"), (1, "failed"), (2, "failed")]
+    assert [(r["job"], r["status"], r["error"]) for r in summary_rows(sweep)] == written, "the same summary"
+
+
+def test_a_cancelled_job_is_resubmitted_and_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "tipi", "-m", *TRAIN, "launcher=slurm", "launcher.wait=false",
+         "run.name=straight,cancelled", "hydra.sweep.dir=multirun/s"],
+        cwd=tmp_path, env=tipi_env(), capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr
+    sweep = tmp_path / "multirun" / "s"
+    wait_for(lambda: train_steps_logged(sweep / "1") >= 2, 150, "job 1 to train two steps")
+    cancelled_id = read_json(sweep / "manifest.json")["jobs"][1]["job_ids"][-1]
+    subprocess.run(["scancel", cancelled_id], check=True, timeout=30)
+    wait_for(lambda: sweep_statuses(sweep) == [(0, "succeeded"), (1, "cancelled")], 240,
+             "job 0 to succeed and job 1 to show cancelled", interval=3)
+    again = runs_cli("sweep", "resubmit", str(sweep), cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "resubmitted 1 job(s): 1" in again.stdout
+    wait_for(lambda: sweep_statuses(sweep) == [(0, "succeeded"), (1, "succeeded")], 240,
+             "the resubmitted job to succeed", interval=3)
+    record = read_json(sweep / "1" / "run.json")
+    assert [a["status"] for a in record["attempts"]] == ["interrupted", "succeeded"]
+    first_job, second_job = (a["slurm"]["slurm_job_id"] for a in record["attempts"])
+    assert first_job != second_job, "a new SLURM job, in the same run directory"
+    assert read_json(sweep / "manifest.json")["jobs"][1]["job_ids"][0] == cancelled_id
+    wandb_runs = sorted((sweep / "1" / "wandb").glob("offline-run-*"))
+    assert {run.name.rsplit("-", 1)[1] for run in wandb_runs} == {record["wandb_run_id"]}, "one WandB run"
+
+    import torch
+
+    def weights(job: int) -> dict[str, torch.Tensor]:
+        checkpoint = sweep / str(job) / "checkpoints" / "last.pt"
+        return torch.load(checkpoint, map_location="cpu", weights_only=True)["model"]
+
+    reference, resumed = weights(0), weights(1)
+    assert resumed.keys() == reference.keys()
+    assert all(torch.equal(resumed[k], reference[k]) for k in reference), "the resumed job's final weights differ"

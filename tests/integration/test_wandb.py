@@ -22,8 +22,9 @@ from tipi.core.errors import ConfigError
 from tipi.permanences.wandb import requested_mode
 
 FAST = ("+experiment=seg", "debug=fast", "progress=none")
-# Only the data-load step: for what happens around a run, not in it.
-LOAD_ONLY = ("scheduler=none", "~processes.train", "~processes.validate", "~processes.test", "~processes.result")
+# Only the data-load step: for what happens around a run, not in it (so no process logs the objective).
+LOAD_ONLY = ("scheduler=none", "~processes.train", "~processes.validate", "~processes.test", "~processes.result",
+             "run.objective=null")
 
 
 def wandb_inspect(run_dir: Path, run_id: str, summary: bool = True) -> Any:
@@ -70,7 +71,7 @@ def test_a_misspelt_mode_is_a_config_error_naming_its_key(monkeypatch: pytest.Mo
     monkeypatch.delenv("WANDB_MODE", raising=False)
     with pytest.raises(ConfigError) as info:
         requested_mode("ofline")
-    assert info.value.key == "logger.mode" and "offline" in info.value.message
+    assert info.value.key == "logger.trackers.wandb.mode" and "offline" in info.value.message
 
 
 def test_an_offline_run_lives_in_the_run_directory_and_reads_back(run_tipi: RunTipi, tmp_path: Path) -> None:
@@ -134,9 +135,10 @@ def test_a_failed_or_interrupted_run_still_finishes_its_wandb_run(run_tipi: RunT
 
 def test_online_mode_without_an_api_key_is_a_clear_error(run_tipi: RunTipi, tmp_path: Path) -> None:
     start = time.perf_counter()
-    proc = run_tipi(*FAST, *LOAD_ONLY, "logger=wandb", "logger.mode=online", env=no_credentials_env(tmp_path))
+    proc = run_tipi(*FAST, *LOAD_ONLY, "logger=wandb", "logger.trackers.wandb.mode=online",
+                    env=no_credentials_env(tmp_path))
     assert proc.returncode == 1
-    assert "logger.mode" in proc.stderr and "no API key" in proc.stderr and "wandb login" in proc.stderr
+    assert "logger.trackers.wandb.mode" in proc.stderr and "no API key" in proc.stderr and "wandb login" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert time.perf_counter() - start < 60, "must fail at once, not wait for a server"
 
@@ -155,11 +157,12 @@ def test_an_unreachable_server_falls_back_to_offline_instead_of_hanging(run_tipi
     # An API key, but the server is a closed port on this machine.
     env = no_credentials_env(tmp_path, WANDB_API_KEY="x" * 40, WANDB_BASE_URL="http://127.0.0.1:9")
     start = time.perf_counter()
-    proc = run_tipi(*FAST, *LOAD_ONLY, "logger=wandb", "logger.init_timeout=2", env=env, check=True)
+    proc = run_tipi(*FAST, *LOAD_ONLY, "logger=wandb", "logger.trackers.wandb.init_timeout=2", env=env, check=True)
     assert "server unreachable" in proc.stdout + proc.stderr
     [run_dir] = run_dirs(tmp_path / "outputs")
     assert read_json(run_dir / "run.json")["wandb_mode"] == "offline"
     assert time.perf_counter() - start < 120
     # Demanding online there is an error, not a silent downgrade.
-    proc = run_tipi(*FAST, *LOAD_ONLY, "logger=wandb", "logger.mode=online", "logger.init_timeout=2", env=env)
-    assert proc.returncode == 1 and "logger.mode" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run_tipi(*FAST, *LOAD_ONLY, "logger=wandb", "logger.trackers.wandb.mode=online",
+                    "logger.trackers.wandb.init_timeout=2", env=env)
+    assert proc.returncode == 1 and "logger.trackers.wandb.mode" in proc.stderr and "Traceback" not in proc.stderr

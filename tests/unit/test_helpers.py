@@ -57,7 +57,7 @@ def test_progress_bar_standalone_rich_one_display(monkeypatch: pytest.MonkeyPatc
         for _ in progress_bar([1, 2, 3], desc="b"):
             manager = get_progress_manager()
             assert manager is not None
-            seen.append((manager, manager.active_mode, manager._progress))
+            seen.append((manager, manager.active_mode, manager.display))
     assert {(id(m), mode, id(p)) for m, mode, p in seen} == {(id(seen[0][0]), "rich", id(seen[0][2]))}
     assert not seen[0][0].running
 
@@ -119,7 +119,7 @@ class HelperProcess(PipelineProcess):
         for epoch in progress_bar(range(3), desc="epoch"):
             for _batch in progress_bar(range(4), desc="batch"):
                 manager = get_progress_manager()
-                depths.append(manager._open[-1].depth if manager is not None else None)
+                depths.append(manager.open_tasks[-1].depth if manager is not None else None)
             logger.log({"loss": 1.0 / (epoch + 1)}, step=epoch)
         logger.finish()  # the pipeline owns the run: nothing happens
         return {"device": str(device), "depths": sorted(set(depths)),

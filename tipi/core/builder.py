@@ -8,10 +8,12 @@ typo in the last process is reported before the first one starts.
 
 from __future__ import annotations
 
+import enum
 import importlib
 import inspect
+import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -24,6 +26,7 @@ from omegaconf.errors import (
     UnsupportedInterpolationType,
 )
 
+from tipi.core.check import ConfigCheck, matches, unknown_metric
 from tipi.core.errors import ConfigError, did_you_mean
 from tipi.core.permanence import Permanence
 from tipi.core.process import PipelineProcess, ProcessWithParams
@@ -105,7 +108,13 @@ def _type_ok(value: Any, annotation: Any) -> bool:
     if annotation is Any or annotation is inspect.Parameter.empty:
         return True
     origin = typing.get_origin(annotation)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin is typing.Literal:
+        return value in typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return _type_ok(value, typing.get_args(annotation)[0])
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return any(value in (member.value, member.name) for member in annotation)
+    if origin in (typing.Union, types.UnionType):
         return any(_type_ok(value, arg) for arg in typing.get_args(annotation))
     if annotation is type(None):
         return value is None
@@ -144,8 +153,41 @@ def check_params(target: Any, params: Mapping[str, Any], key: str, *, injected: 
             continue  # a nested object: checked when it is instantiated
         annotation = hints.get(name, named[name].annotation if name in named else Any)
         if not _type_ok(value, annotation):
-            shown = getattr(annotation, "__name__", str(annotation))
-            raise ConfigError(f"expected {shown}, got {type(value).__name__} {value!r}", key=f"{key}.{name}")
+            raise _wrong_type(f"{key}.{name}", value, annotation)
+
+
+def _choices(annotation: Any) -> list[str] | None:
+    """The values a ``Literal`` (or an ``Enum``, or an optional one) allows, as strings; None otherwise."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
+        return [str(a) for a in typing.get_args(annotation)]
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return [str(m.value) for m in annotation]
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(annotation):
+            found = _choices(arg)
+            if found is not None:
+                return found
+    return None
+
+
+def _wrong_type(key: str, value: Any, annotation: Any) -> ConfigError:
+    choices = _choices(annotation)
+    if choices is not None:
+        return ConfigError.unknown(key, str(value), choices, "choice")
+    shown = getattr(annotation, "__name__", str(annotation))
+    return ConfigError(f"expected {shown}, got {type(value).__name__} {value!r}", key=key)
+
+
+def declared_metrics(classes: Iterable[type[PipelineProcess]]) -> tuple[str, ...] | None:
+    """Every metric name the processes declare; None when one of them declares none (nothing can be refused)."""
+    names: list[str] = []
+    for cls in classes:
+        declared = getattr(cls, "metrics", None)
+        if declared is None:
+            return None
+        names.extend(declared)
+    return tuple(names)
 
 
 class PipelineBuilder:
@@ -176,44 +218,59 @@ class PipelineBuilder:
         return container
 
     def check(self) -> tuple[dict[str, Any], dict[str, tuple[type[PipelineProcess], dict[str, Any]]]]:
-        """Check the whole config; return located permanence classes and process classes with params."""
+        """Check the whole config; return the permanence nodes and process classes with params."""
         try:  # an interpolation to a missing key anywhere (run.name=${nope}), not only in the nodes below
             OmegaConf.to_container(self.cfg, resolve=True, throw_on_missing=False)
         except _UNRESOLVABLE as exc:
             raise config_error(exc, "") from exc
         perm_nodes = {n: node for n, node in self._section("permanences").items() if node is not None}
-        perm_targets: dict[str, Any] = {}
-        for name, node in perm_nodes.items():
-            key = f"permanences.{name}"
-            params = self._params(node, key)
-            target = locate(params["_target_"], f"{key}._target_")
-            if isinstance(target, type) and not issubclass(target, Permanence):
-                raise ConfigError(f"'{params['_target_']}' is not a Permanence subclass", key=f"{key}._target_")
-            check_params(target, {k: v for k, v in params.items() if k not in HYDRA_KEYS}, key)
-            perm_targets[name] = target
-
+        perm_targets = {name: self._check_permanence(name, node) for name, node in perm_nodes.items()}
         processes: dict[str, tuple[type[PipelineProcess], dict[str, Any]]] = {}
         for name, node in self._section("processes").items():
-            if node is None:
-                continue
-            key = f"processes.{name}"
-            params = self._params(node, key)
-            cls = as_process_class(locate(params.pop("_target_"), f"{key}._target_"), f"{key}._target_")
-            check_params(cls, params, key, injected=("controller",))
-            for needed, expected in dict(getattr(cls, "requires", {}) or {}).items():
-                if needed not in perm_targets:
-                    raise ConfigError(
-                        f"process '{name}' needs permanence '{needed}', which is not configured. "
-                        f"Configured: {', '.join(perm_targets) or '(none)'}",
-                        key=f"{key}",
-                        hint=f"Add permanences.{needed} (a _target_ node), or drop the process with ~{key}.",
-                    )
-                target = perm_targets[needed]
-                if isinstance(target, type) and isinstance(expected, type) and not issubclass(target, expected):
-                    raise ConfigError(f"process '{name}' needs a {expected.__name__}, "
-                                      f"but this is a {target.__name__}", key=f"permanences.{needed}")
-            processes[name] = (cls, params)
+            if node is not None:
+                processes[name] = self._check_process(name, node, perm_targets)
+        metrics = declared_metrics(cls for cls, _ in processes.values())
+        for name, (cls, params) in processes.items():
+            cls.check_config(params, ConfigCheck(key=f"processes.{name}", metrics=metrics))
+        objective = OmegaConf.select(self.cfg, "run.objective", default=None)
+        if objective and metrics is not None and not matches(str(objective), metrics):
+            raise unknown_metric("run.objective", str(objective), metrics)
         return perm_nodes, processes
+
+    def _check_permanence(self, name: str, node: Any) -> Any:
+        """Locate a permanence's target, bind its parameters, run its own ``check_config``."""
+        key = f"permanences.{name}"
+        params = self._params(node, key)
+        target = locate(params["_target_"], f"{key}._target_")
+        if isinstance(target, type) and not issubclass(target, Permanence):
+            raise ConfigError(f"'{params['_target_']}' is not a Permanence subclass", key=f"{key}._target_")
+        own = {k: v for k, v in params.items() if k not in HYDRA_KEYS}
+        check_params(target, own, key)
+        hook = getattr(target, "check_config", None)
+        if callable(hook):
+            hook(own, ConfigCheck(key=key))
+        return target
+
+    def _check_process(self, name: str, node: Any,
+                       perm_targets: Mapping[str, Any]) -> tuple[type[PipelineProcess], dict[str, Any]]:
+        """Locate a process's class, bind its parameters, check the permanences it requires exist."""
+        key = f"processes.{name}"
+        params = self._params(node, key)
+        cls = as_process_class(locate(params.pop("_target_"), f"{key}._target_"), f"{key}._target_")
+        check_params(cls, params, key, injected=("controller",))
+        for needed, expected in dict(getattr(cls, "requires", {}) or {}).items():
+            if needed not in perm_targets:
+                raise ConfigError(
+                    f"process '{name}' needs permanence '{needed}', which is not configured. "
+                    f"Configured: {', '.join(perm_targets) or '(none)'}",
+                    key=f"{key}",
+                    hint=f"Add permanences.{needed} (a _target_ node), or drop the process with ~{key}.",
+                )
+            target = perm_targets[needed]
+            if isinstance(target, type) and isinstance(expected, type) and not issubclass(target, expected):
+                raise ConfigError(f"process '{name}' needs a {expected.__name__}, "
+                                  f"but this is a {target.__name__}", key=f"permanences.{needed}")
+        return cls, params
 
     def build(self) -> tuple[dict[str, Permanence | None], list[ProcessWithParams]]:
         """Check everything, then construct the permanences (nothing is allocated yet)."""

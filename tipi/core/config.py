@@ -10,6 +10,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from tipi.core.rundir import claim_fresh_dir
+
 # The config tree lives in the package as ``tipi.conf`` (``conf/`` at the top of
 # the repository links to it), so a checkout and a wheel install both find it.
 CONFIG_PATH = "pkg://tipi.conf"
@@ -25,13 +27,17 @@ def _resumable(resume: str | None) -> Path | None:
 
 
 def _run_dir(resume: str | None, default: str) -> str:
-    """``hydra.run.dir``: the directory being resumed, else the fresh default.
+    """``hydra.run.dir``: the directory being resumed, else a fresh one claimed from the default name.
 
     A ``resume`` that is not a run directory is left alone (Hydra would
     create it and write ``.hydra/`` into it); the runner reports it.
     """
     path = _resumable(resume)
-    return str(path) if path is not None else default
+    if path is not None:
+        return str(path)
+    if resume:
+        return default
+    return claim_fresh_dir(default)
 
 
 def _output_subdir(resume: str | None) -> str:
@@ -43,9 +49,13 @@ def _output_subdir(resume: str | None) -> str:
 
 def register_resolvers() -> None:
     """Register tipi's OmegaConf resolvers (idempotent)."""
-    for name, fn in (("tipi_run_dir", _run_dir), ("tipi_output_subdir", _output_subdir)):
+    # Cached: a multirun's jobs get the master config's cache (Hydra copies it), so
+    # every job sees the one sweep directory the launching process claimed.
+    for name, fn in (("tipi_run_dir", _run_dir), ("tipi_fresh_dir", claim_fresh_dir)):
         if not OmegaConf.has_resolver(name):
-            OmegaConf.register_new_resolver(name, fn)
+            OmegaConf.register_new_resolver(name, fn, use_cache=True)
+    if not OmegaConf.has_resolver("tipi_output_subdir"):
+        OmegaConf.register_new_resolver("tipi_output_subdir", _output_subdir)
 
 
 # Groups that sit in the primary defaults list as `null` (so that `debug=...`

@@ -23,8 +23,6 @@ class RunContext:
 
     run_dir: Path = field(default_factory=Path.cwd)
     cfg: Any = None
-    seed: int | None = None
-    resume: bool = False
     record: RunRecord | None = None
 
     @property

@@ -7,12 +7,14 @@ import gc
 import logging
 import sys
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 from tipi.core.context import RunContext
 from tipi.core.errors import ConfigError, PermanenceError
 from tipi.core.permanence import Permanence
 from tipi.core.process import PipelineProcess, ProcessWithParams
+from tipi.core.signals import SignalDeferral
 
 log = logging.getLogger(__name__)
 P = TypeVar("P")
@@ -63,17 +65,22 @@ class PipelineController:
         self.context = context or RunContext()
         self.results: dict[str, Any] = {}
         self._initialized: list[str] = []
-        self._defer_depth = 0
-        self._pending_signal: int | None = None
+        # Stop signals are deferred inside atomic(); the executor installs signals.handle.
+        self.signals = SignalDeferral()
         for perm in self.permanences.values():
             if perm is not None:
                 perm.attach(self)
 
     # -- access -----------------------------------------------------------
     @property
-    def run_dir(self):  # noqa: ANN201 - Path, kept lazy for readability
+    def run_dir(self) -> Path:
         """The run's output directory."""
         return self.context.run_dir
+
+    @property
+    def initialized(self) -> tuple[str, ...]:
+        """Names of the permanences initialized and not yet cleaned up, in build order."""
+        return tuple(self._initialized)
 
     def get_permanence(self, name: str, expected_type: type[P] | None = None) -> P | Any:
         """The permanence called ``name``; if ``expected_type`` is given, it must be one."""
@@ -113,7 +120,7 @@ class PipelineController:
                     perm.initialize()
                 except BaseException as exc:
                     _add_note(exc, f"while initializing permanences.{name}")
-                    self._attach_cleanup_errors(exc, self.cleanup())
+                    attach_cleanup_errors(exc, self.cleanup())
                     raise
                 self._initialized.append(name)
 
@@ -144,22 +151,10 @@ class PipelineController:
             name = self._initialized.pop()
             try:
                 self.permanences[name].cleanup()  # type: ignore[union-attr]
-            except BaseException as exc:  # noqa: BLE001 - every cleanup must run
+            except BaseException as exc:  # every cleanup must run
                 log.error("cleanup of permanences.%s failed: %s", name, exc)
                 errors.append(PermanenceError(f"cleanup() failed: {exc!r}", key=f"permanences.{name}"))
         return errors
-
-    @staticmethod
-    def _attach_cleanup_errors(exc: BaseException, errors: list[BaseException]) -> None:
-        if errors:
-            existing = getattr(exc, "cleanup_errors", None)
-            if isinstance(existing, list):
-                existing.extend(errors)
-            else:
-                with contextlib.suppress(AttributeError):
-                    exc.cleanup_errors = errors  # type: ignore[attr-defined]
-            for err in errors:
-                _add_note(exc, f"also: {err}")
 
     # -- processes --------------------------------------------------------
     def iterate_processes(self) -> Iterator[PipelineProcess]:
@@ -170,25 +165,28 @@ class PipelineController:
             yield process
 
     # -- signals ----------------------------------------------------------
-    @contextlib.contextmanager
-    def atomic(self) -> Iterator[None]:
+    def atomic(self) -> contextlib.AbstractContextManager[None]:
         """Defer Ctrl-C / SIGTERM / SLURM signals until the block ends.
 
         A training step runs inside ``atomic()`` so an interruption lands on a
         step boundary and the checkpoint taken then resumes exactly.
         """
-        self._defer_depth += 1
-        try:
-            yield
-        finally:
-            self._defer_depth -= 1
-            if self._defer_depth == 0 and self._pending_signal is not None:
-                signum, self._pending_signal = self._pending_signal, None
-                from tipi.core.executor import raise_interrupt
+        return self.signals.atomic()
 
-                raise_interrupt(signum)
+
+def attach_cleanup_errors(exc: BaseException, errors: list[BaseException]) -> None:
+    """Attach cleanup errors to the error the user sees (``exc.cleanup_errors`` and notes)."""
+    if not errors:
+        return
+    existing = getattr(exc, "cleanup_errors", None)
+    if isinstance(existing, list):
+        existing.extend(errors)
+    else:
+        with contextlib.suppress(AttributeError):
+            exc.cleanup_errors = errors  # type: ignore[attr-defined]
+    for err in errors:
+        _add_note(exc, f"also: {err}")
 
 
 def _add_note(exc: BaseException, note: str) -> None:
-    if hasattr(exc, "add_note"):
-        exc.add_note(note)
+    exc.add_note(note)

@@ -10,37 +10,50 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
-import threading
 from collections.abc import Callable, Iterator
-from types import FrameType
 from typing import Any
 
 from tipi.core.context import current_controller
-from tipi.core.controller import PipelineController
+from tipi.core.controller import PipelineController, attach_cleanup_errors
 from tipi.core.errors import Interrupted
 
 log = logging.getLogger(__name__)
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-# SLURM (through submitit) announces a timeout or preemption with SIGUSR2; we
-# only take it over where someone installed a Python handler for it, and call
-# that handler after our own checkpoint and cleanup.
-REQUEUE_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2)
 
+class NullTask:
+    """The progress handle used where a pipeline shows no progress: every call does nothing.
 
-def raise_interrupt(signum: int) -> None:
-    """Raise the ``Interrupted`` that stands for ``signum``."""
-    raise Interrupted(signum, requeue=signum in REQUEUE_SIGNALS)
+    tipi's one do-nothing handle: the executor's bars without a ``progress``
+    permanence, the built-in processes' bars, and every bar of ``progress=none``
+    (re-exported as ``tipi.permanences.progress.NULL_TASK``). One shared
+    instance, :data:`NULL_TASK`, so a disabled bar costs a method call and no allocation.
+    """
 
+    __slots__ = ()
+    name = description = path = status = ""
+    total: float | None = None
+    completed = 0.0
+    depth = 0
 
-class _NullTask:
-    """Progress handle used when a pipeline has no progress permanence."""
+    @property
+    def postfix(self) -> dict[str, object]:
+        """Always empty."""
+        return {}
 
     def advance(self, n: float = 1) -> None:
         """Do nothing."""
 
     def update(self, **_: Any) -> None:
         """Do nothing."""
+
+    def __enter__(self) -> NullTask:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+NULL_TASK = NullTask()
 
 
 class PipelineExecutor:
@@ -55,7 +68,8 @@ class PipelineExecutor:
         controller = self.controller
         token = current_controller.set(controller)
         try:
-            with self._signals():
+            with controller.signals.installed() as previous_handlers:
+                self.previous_handlers = previous_handlers
                 try:
                     controller.initialize_permanences()
                     controller.validate_permanences()
@@ -93,7 +107,7 @@ class PipelineExecutor:
     def _checkpoint_after_interrupt(self, exc: Interrupted) -> None:
         try:
             self.controller.checkpoint_permanences()
-        except BaseException as ckpt_exc:  # noqa: BLE001 - the interrupt stays the error
+        except BaseException as ckpt_exc:  # the interrupt stays the error
             exc.add_note(f"checkpoint on interrupt failed: {ckpt_exc!r}")
         self._cleanup_attached(exc)
         previous = self.previous_handlers.get(exc.signum)
@@ -102,7 +116,7 @@ class PipelineExecutor:
 
     def _cleanup_attached(self, exc: BaseException | None) -> None:
         """Clean up; attach cleanup errors to ``exc``, or raise the first if the run succeeded."""
-        names = [n for n in self.controller._initialized]  # noqa: SLF001 - executor and controller work as a pair
+        names = self.controller.initialized
         with self._task("cleanup", total=len(names)) as bar:
             errors = self.controller.cleanup()
             bar.advance(len(names))
@@ -113,44 +127,17 @@ class PipelineExecutor:
             for other in errors[1:]:
                 first.add_note(f"also: {other}")
             raise first
-        PipelineController._attach_cleanup_errors(exc, errors)  # noqa: SLF001
+        attach_cleanup_errors(exc, errors)
 
     @contextlib.contextmanager
     def _task(self, name: str, total: int) -> Iterator[Any]:
         """A bar of the ``progress`` permanence when there is an initialized one."""
         progress = self.controller.permanences.get("progress")
-        if progress is None or not hasattr(progress, "task") or "progress" not in self.controller._initialized:  # noqa: SLF001
-            yield _NullTask()
+        if progress is None or not hasattr(progress, "task") or "progress" not in self.controller.initialized:
+            yield NULL_TASK
             return
         with progress.task(name, total=total) as handle:
             yield handle
-
-    @contextlib.contextmanager
-    def _signals(self) -> Iterator[None]:
-        """Route stop signals to ``Interrupted``, deferred inside ``controller.atomic()``."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def handler(signum: int, _frame: FrameType | None) -> None:
-            if self.controller._defer_depth > 0:  # noqa: SLF001
-                self.controller._pending_signal = signum  # noqa: SLF001
-                return
-            raise_interrupt(signum)
-
-        installed: dict[int, Any] = {}
-        for signum in STOP_SIGNALS + REQUEUE_SIGNALS:
-            previous = signal.getsignal(signum)
-            if signum in REQUEUE_SIGNALS and not callable(previous):
-                continue
-            installed[signum] = previous
-            signal.signal(signum, handler)
-        self.previous_handlers = {s: h for s, h in installed.items() if callable(h)}
-        try:
-            yield
-        finally:
-            for signum, previous in installed.items():
-                signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
 
 
 def chain_previous_handler(exc: Interrupted) -> Callable[[], None] | None:

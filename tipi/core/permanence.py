@@ -8,16 +8,23 @@ when a run is interrupted; ``cleanup()`` always, in reverse order.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from tipi.core.check import ConfigCheck
     from tipi.core.controller import PipelineController
-
-P = TypeVar("P", bound="Permanence")
 
 
 class Permanence(ABC):
     """Base class of every resource a pipeline holds for its whole run."""
+
+    @classmethod
+    def check_config(cls, params: Mapping[str, Any], check: ConfigCheck) -> None:
+        """Check ``params`` before anything is built (nested targets, ranges); raise a ``ConfigError``.
+
+        Called by the builder, after the parameters bound to the signature. Default: nothing more.
+        """
 
     def initialize(self) -> None:
         """Allocate resources (memory, devices, files, connections). Default: nothing."""
@@ -50,6 +57,3 @@ class Permanence(ABC):
             raise RuntimeError(f"{type(self).__name__} is not attached to a PipelineController")
         return controller
 
-    def sibling(self, name: str, expected_type: type[P] | None = None) -> P | Any:
-        """Another permanence of the same pipeline, by name (type-checked if asked)."""
-        return self.controller.get_permanence(name, expected_type)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
+    from tipi.core.check import ConfigCheck
     from tipi.core.controller import PipelineController
 
 
@@ -21,6 +22,13 @@ class PipelineProcess(ABC):
     """
 
     requires: ClassVar[Mapping[str, type]] = {}
+    #: The metric names this process logs (``fnmatch`` patterns allowed: ``val/iou/*``), so that
+    #: ``run.objective`` and metric-valued parameters are checked before the run; None: not declared.
+    metrics: ClassVar[tuple[str, ...] | None] = None
+
+    @classmethod
+    def check_config(cls, params: Mapping[str, Any], check: ConfigCheck) -> None:
+        """Check ``params`` before anything runs (ranges, metric names); raise a ``ConfigError``. Default: none."""
 
     def __init__(self, controller: PipelineController, force: bool = False) -> None:
         self.controller = controller

@@ -11,25 +11,33 @@ import subprocess
 import sys
 import time
 from datetime import datetime, timezone
+from enum import StrEnum
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from tipi.core.atomic import atomic_write_text
+
+__all__ = ["RunRecord", "RunStatus", "atomic_write_text"]
+
+class RunStatus(StrEnum):
+    """A run's (or a sweep job's) status, as run.json, summaries and the runs browser write it.
+
+    A ``StrEnum``: members compare equal to, and serialize as, their plain strings.
+    """
+
+    PENDING = "pending"          # submitted, not started (a queued SLURM job)
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"  # Ctrl-C / SIGTERM: checkpointed, may be resumed
+    REQUEUED = "requeued"        # SLURM requeue or preemption: the same job comes back
+    CANCELLED = "cancelled"      # scancel before or while it ran
+    LOST = "lost"                # the scheduler forgot it and no run.json says how it ended
+    CORRUPT = "corrupt"          # a directory whose run.json is missing or unreadable
+
+
 SLURM_VARS = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_RESTART_COUNT")
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so a reader never sees a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _now() -> str:
@@ -93,15 +101,23 @@ class RunRecord:
         except (OSError, ValueError):
             return None
 
-    def start(self, *, name: str | None, seed: int | None, overrides: list[str] | None = None) -> None:
-        """Mark the run as running and record where and with what it runs."""
+    def start(self, *, name: str | None, seed: int | None, overrides: list[str] | None = None,
+              attempt_overrides: list[str] | None = None) -> None:
+        """Mark the run as running and record where and with what it runs.
+
+        ``overrides`` are the run's own (its first command line);
+        ``attempt_overrides`` those a resumed attempt added on top.
+        """
         slurm = {k.lower(): os.environ[k] for k in SLURM_VARS if k in os.environ}
-        attempt = {"start": _now(), "end": None, "status": "running", "host": socket.gethostname()}
+        attempt: dict[str, Any] = {"start": _now(), "end": None, "status": RunStatus.RUNNING,
+                                   "host": socket.gethostname()}
         if slurm:
             attempt["slurm"] = slurm
+        if attempt_overrides:
+            attempt["overrides"] = attempt_overrides
         self.data.setdefault("attempts", []).append(attempt)
         self.data.update(
-            status="running",
+            status=RunStatus.RUNNING,
             name=name,
             seed=seed,
             started=self.data.get("started") or attempt["start"],

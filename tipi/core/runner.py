@@ -1,6 +1,7 @@
-"""The runner: maps one run (or a WandB sweep) onto builder -> controller -> executor.
+"""The runner: maps one run onto builder -> controller -> executor.
 
-Hydra multirun is Hydra's: each job calls ``PipelineRunner(cfg).run()``.
+Hydra multirun is Hydra's: each job calls ``PipelineRunner(cfg).run()``; a WandB
+sweep (``tipi.sweeps``) calls it once a sweep run.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import math
 import os
 import random
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +22,11 @@ from omegaconf import DictConfig, OmegaConf
 from tipi.core.builder import PipelineBuilder
 from tipi.core.context import RunContext
 from tipi.core.controller import PipelineController, cyclic_gc_paused
-from tipi.core.errors import ConfigError, Interrupted
+from tipi.core.errors import Interrupted
 from tipi.core.executor import PipelineExecutor, chain_previous_handler
-from tipi.core.record import RunRecord
+from tipi.core.record import RunRecord, RunStatus
+from tipi.core.resume import apply_resume_overrides, load_stored_config, stored_choices
+from tipi.core.rundir import check_free
 
 log = logging.getLogger(__name__)
 
@@ -95,26 +99,21 @@ def _finish_or_note(record: RunRecord, exc: BaseException, status: str, **fields
 class PipelineRunner:
     """The programmatic entry point: ``PipelineRunner(cfg).run()`` returns the objective."""
 
-    def __init__(self, cfg: DictConfig, run_dir: str | Path | None = None) -> None:
+    def __init__(self, cfg: DictConfig, run_dir: str | Path | None = None,
+                 overrides: list[str] | None = None) -> None:
+        """``overrides``: the command line's (Hydra's task overrides when Hydra runs this)."""
         self.cfg = cfg
+        self.overrides = overrides if overrides is not None else _hydra_overrides()
+        self.resumed_with: list[str] | None = None  # the overrides applied on top of a resumed run
+        # how run.json is kept; a distributed rank swaps in one that only rank 0 writes (tipi.distributed)
+        self.record_factory: Callable[[Path], RunRecord] = RunRecord
         resume = cfg.get("resume")
         if resume:
             run_dir = Path(str(resume)).expanduser().absolute()
-            self.cfg = self._load_resumed_config(run_dir)
+            self.cfg = load_stored_config(run_dir)
+            self.resumed_with = apply_resume_overrides(self.cfg, cfg, self.overrides or [],
+                                                       stored_choices(run_dir))
         self.run_dir = Path(run_dir) if run_dir is not None else (_hydra_output_dir() or Path.cwd())
-
-    @staticmethod
-    def _load_resumed_config(run_dir: Path) -> DictConfig:
-        stored = run_dir / ".hydra" / "config.yaml"
-        if not run_dir.is_dir():
-            raise ConfigError(f"'{run_dir}' is not a directory", key="resume",
-                              hint="Pass a run directory such as outputs/<date>/<time>.")
-        if not stored.is_file():
-            raise ConfigError(f"'{run_dir}' holds no tipi run (no .hydra/config.yaml)", key="resume",
-                              hint="Pass a directory that a tipi run created.")
-        cfg = OmegaConf.load(stored)
-        assert isinstance(cfg, DictConfig)
-        return cfg
 
     def build(self) -> PipelineController:
         """Check the config and construct the controller (nothing is initialized yet).
@@ -124,56 +123,54 @@ class PipelineRunner:
         """
         with cyclic_gc_paused():
             permanences, specs = PipelineBuilder(self.cfg).build()
-            run_dir = self.run_dir
-            resume = (run_dir / "checkpoints" / "last.pt").exists() or (run_dir / "run.json").exists()
-            context = RunContext(run_dir=run_dir, cfg=self.cfg, seed=self.cfg.get("seed"), resume=resume)
-            return PipelineController(permanences, specs, context)
+            return PipelineController(permanences, specs, RunContext(run_dir=self.run_dir, cfg=self.cfg))
 
     def run(self) -> float | None:
-        """Run once (or a WandB sweep when ``sweep`` is configured); return the objective."""
-        if self.cfg.get("sweep") is not None:
-            from tipi.sweeps import run_sweep
+        """Build, run the pipeline once, and keep ``run.json`` true whatever happens; return the objective.
 
-            return run_sweep(self)
-        return self.run_once()
-
-    def run_once(self) -> float | None:
-        """Build, run the pipeline, and keep ``run.json`` true whatever happens."""
+        A WandB sweep (a ``sweep`` key) is chosen at the entry (``tipi.cli``), not here.
+        """
         try:
             return self._run_once()
         finally:
             release_freed_memory()
 
     def _run_once(self) -> float | None:
+        if self.resumed_with is None:  # a fresh run never writes into another run's directory
+            check_free(self.run_dir, self.overrides, key="run_dir")
         controller = self.build()  # a config error leaves no run record behind
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        record = RunRecord(self.run_dir)
+        record = self.record_factory(self.run_dir)
         controller.context.record = record
         seed = self.cfg.get("seed")
         seed_everything(seed)
-        record.start(name=OmegaConf.select(self.cfg, "run.name"), seed=seed, overrides=_hydra_overrides())
+        if self.resumed_with is None:
+            record.start(name=OmegaConf.select(self.cfg, "run.name"), seed=seed, overrides=self.overrides)
+        else:  # the run's own overrides stay; this attempt's are recorded with it
+            record.start(name=OmegaConf.select(self.cfg, "run.name"), seed=seed,
+                         attempt_overrides=self.resumed_with)
         try:
             PipelineExecutor(controller).run()
         except Interrupted as exc:
-            _finish_or_note(record, exc, "requeued" if exc.requeue else "interrupted", reason=str(exc))
+            _finish_or_note(record, exc, RunStatus.REQUEUED if exc.requeue else RunStatus.INTERRUPTED, reason=str(exc))
             chained = chain_previous_handler(exc)
             if chained is not None:
                 try:
                     chained()  # submitit's own handler: requeue the job, then exit
                 except Exception as not_requeued:  # e.g. submitit's "timed-out too many times"
                     first_line = (str(not_requeued).splitlines() or [type(not_requeued).__name__])[0]
-                    _finish_or_note(record, exc, "failed", error=f"{exc}, not requeued: {first_line}")
+                    _finish_or_note(record, exc, RunStatus.FAILED, error=f"{exc}, not requeued: {first_line}")
                     raise
             raise
         except BaseException as exc:
             first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
-            _finish_or_note(record, exc, "failed", error=f"{type(exc).__name__}: {first_line}")
+            _finish_or_note(record, exc, RunStatus.FAILED, error=f"{type(exc).__name__}: {first_line}")
             raise
         objective = self._objective(controller)
         summary = self._summary(controller)
         if summary:
             record.data["metrics"] = summary
-        record.finish("succeeded", objective=objective)
+        record.finish(RunStatus.SUCCEEDED, objective=objective)
         return objective
 
     @staticmethod

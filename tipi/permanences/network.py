@@ -5,10 +5,10 @@ with everything an exact resume needs: weights, optimizer, scheduler, AMP
 scaler, epoch, step, best metric and every RNG state. ``initialize()`` loads
 it when the run directory has one, with ``weights_only=True``.
 
-Mistakes are reported before a run starts, when the network joins its run
-(``attach``): a ``last.pt`` that is damaged or holds another model (found
-without torch), then model, optimizer and scheduler targets that do not
-import or do not take the configured parameters.
+Mistakes are reported before a run starts: model, optimizer and scheduler
+targets that do not import or do not take the configured parameters by the
+builder (``check_config``); a ``last.pt`` that is damaged or holds another
+model (found without torch) when the network joins its run (``attach``).
 """
 
 from __future__ import annotations
@@ -18,18 +18,22 @@ import os
 import pickle
 import random
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from tipi.core.atomic import atomic_write
 from tipi.core.errors import CheckpointError, ConfigError
 from tipi.core.permanence import Permanence
+from tipi.distributed import barrier, get_world_size, is_main_process, wrap_ddp
 from tipi.permanences.device import Device
 
 if TYPE_CHECKING:
     import torch
 
+    from tipi.core.check import ConfigCheck
     from tipi.core.controller import PipelineController
 
 _RESTORE_HINT = "Remove it to start this run over, or restore it from best.pt."
@@ -71,19 +75,11 @@ def atomic_save(obj: Any, path: Path) -> None:
     """``torch.save`` to a temp file in the same directory, fsync, then rename over ``path``."""
     import torch
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        atomic_write(path, lambda f: torch.save(obj, f))
     except OSError as exc:
         raise CheckpointError(f"cannot write {path}: {exc.strerror or exc}; the previous checkpoint is kept",
                               key="permanences.network") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 class _Opaque:
@@ -213,6 +209,8 @@ class Network(Permanence):
         self.device: torch.device | None = None
         self.state: dict[str, Any] = self._fresh_state()
         self.resumed_from: Path | None = None
+        # the model as training runs it: inside DistributedDataParallel when there are several ranks
+        self.wrapped: torch.nn.Module | None = None
 
     @staticmethod
     def _fresh_state() -> dict[str, Any]:
@@ -224,23 +222,23 @@ class Network(Permanence):
         """``<run dir>/checkpoints``."""
         return self.controller.run_dir / self.checkpoint_dir_name
 
-    def attach(self, controller: PipelineController) -> None:
-        """Join the run and check it can start: ``check_resumable`` then ``check_targets``.
+    @classmethod
+    def check_config(cls, params: Mapping[str, Any], check: ConfigCheck) -> None:
+        """Import the model, optimizer and scheduler targets and check their parameters (the builder's gate)."""
+        for key in ("model", "optimizer", "scheduler"):
+            node = params.get(key)
+            if isinstance(node, dict) and "_target_" in node:
+                _check_target(node, key)
 
-        Both run when the pipeline is assembled, before the run record or any
-        file of the run is written. The checkpoint is checked first because
-        that needs no torch, so a damaged ``last.pt`` is reported at once.
-        """
+    def attach(self, controller: PipelineController) -> None:
+        """Join the run and check its ``last.pt`` (``check_resumable``) before any file of the run is written."""
         super().attach(controller)
         self.check_resumable()
-        self.check_targets()
 
-    def check_targets(self) -> None:
-        """Import the model, optimizer and scheduler targets and check their parameters (imports torch)."""
-        for key, node in (("model", self.model_cfg), ("optimizer", self.optimizer_cfg),
-                          ("scheduler", self.scheduler_cfg)):
-            if node:
-                _check_target(node, key)
+    def _model_mismatch(self, path: Path, stored: dict[str, Any], hint: str) -> CheckpointError:
+        return CheckpointError(
+            f"{path} holds a different model ({_describe(stored)}) than this run's ({_describe(self.model_cfg)})",
+            key="resume", hint=hint)
 
     def check_resumable(self) -> None:
         """Refuse a ``last.pt`` that is damaged or holds another model, without importing torch.
@@ -254,11 +252,8 @@ class Network(Permanence):
         content = peek_checkpoint(last)
         stored = content.get("model_config") if content else None
         if isinstance(stored, dict) and stored != self.model_cfg:
-            raise CheckpointError(
-                f"{last} holds a different model ({_describe(stored)}) than this run's "
-                f"({_describe(self.model_cfg)})",
-                key="resume",
-                hint="Resume with the model the run was started with, or start a fresh run directory.")
+            raise self._model_mismatch(
+                last, stored, "Resume with the model the run was started with, or start a fresh run directory.")
 
     def initialize(self) -> None:
         """Build model, optimizer and scheduler on the device; resume from ``last.pt`` if present."""
@@ -287,7 +282,18 @@ class Network(Permanence):
             stale.unlink(missing_ok=True)
         last = self.checkpoint_dir / "last.pt"
         if last.exists():
-            self.load(last)
+            self.load(last)  # on every rank: all ranks continue from rank 0's checkpoint
+        self.state["world_size"] = get_world_size()
+        # DistributedDataParallel around the model, now on the rank's device, when there are several ranks
+        settings = getattr(self.controller.permanences.get("distributed"), "settings", None)
+        self.model, self.wrapped = wrap_ddp(self.model, self.device, getattr(settings, "sync_batchnorm", False))
+
+    @property
+    def train_model(self) -> torch.nn.Module:
+        """What a training step calls: the DDP wrapper (gradients averaged over the ranks) or the model."""
+        model = self.wrapped if self.wrapped is not None else self.model
+        assert model is not None
+        return model
 
     def autocast(self) -> Any:
         """Mixed precision on CUDA when ``amp`` is on; otherwise a no-op context."""
@@ -317,10 +323,7 @@ class Network(Permanence):
         assert self.model is not None and self.optimizer is not None
         ckpt = load_checkpoint(path)
         if ckpt.get("model_config") not in (None, self.model_cfg):
-            raise CheckpointError(
-                f"{path} holds a different model ({_describe(ckpt['model_config'])}) than this run's "
-                f"({_describe(self.model_cfg)})",
-                key="resume", hint="Resume with the model the run was started with.")
+            raise self._model_mismatch(path, ckpt["model_config"], "Resume with the model the run was started with.")
         try:
             self.model.load_state_dict(ckpt["model"])
             self.optimizer.load_state_dict(ckpt["optimizer"])
@@ -332,6 +335,12 @@ class Network(Permanence):
         if self.scaler is not None and ckpt.get("scaler"):
             self.scaler.load_state_dict(ckpt["scaler"])
         self.state = {**self._fresh_state(), **ckpt["state"]}
+        saved_world, world = int(self.state.get("world_size", 1)), get_world_size()
+        if saved_world != world and self.state["step"] and not self.state["finished"]:
+            raise CheckpointError(
+                f"{path} was written by a run of {saved_world} rank(s); this one has {world}: the per-rank batches "
+                "and the sample order would change mid-training", key="distributed.nproc_per_node",
+                hint=f"Resume with distributed.nproc_per_node={saved_world} (and as many nodes as before).")
         if "rng" in ckpt:
             _set_rng_states(ckpt["rng"])
         self.resumed_from = path
@@ -350,26 +359,22 @@ class Network(Permanence):
                 hint="Lower optimizer.lr, or resume from the kept checkpoint.")
 
     def checkpoint(self) -> None:
-        """Write ``last.pt`` atomically."""
-        if self.model is not None:
+        """Write ``last.pt`` atomically (rank 0 alone when there are several ranks: their weights are equal)."""
+        if self.model is not None and is_main_process():
             path = self.checkpoint_dir / "last.pt"
             self._check_finite(path)
             atomic_save(self.state_dict(), path)
 
     def save_best(self) -> None:
-        """Write ``best.pt`` atomically (the weights with the best monitored metric so far)."""
-        if self.model is not None:
+        """Write ``best.pt`` atomically (the weights with the best monitored metric so far).
+
+        Rank 0 writes; every rank waits for it, since evaluation loads ``best.pt`` on every rank.
+        """
+        if self.model is not None and is_main_process():
             path = self.checkpoint_dir / "best.pt"
             self._check_finite(path)
             atomic_save(self.state_dict(), path)
-
-    def load_best_weights(self) -> bool:
-        """Load ``best.pt``'s weights into the model, if there is one; True if loaded."""
-        best = self.checkpoint_dir / "best.pt"
-        if self.model is None or not best.exists():
-            return False
-        self.model.load_state_dict(load_checkpoint(best)["model"])
-        return True
+        barrier()
 
     def get_state(self) -> dict[str, Any]:
         """Epoch, step and best metric."""
@@ -377,4 +382,4 @@ class Network(Permanence):
 
     def cleanup(self) -> None:
         """Drop model and optimizer so their memory (and VRAM) is released."""
-        self.model = self.optimizer = self.scheduler = self.scaler = None
+        self.model = self.optimizer = self.scheduler = self.scaler = self.wrapped = None

@@ -1,135 +1,42 @@
-"""The WandB logger: one WandB run per tipi run, on top of ``metrics.jsonl``.
+"""``WandBManager``: the single-tracker WandB logger of earlier tipi versions, kept for configs that name it.
 
-``logger=wandb`` selects it. Every metric still lands in ``metrics.jsonl``
-(the :class:`MetricsLogger` it extends); WandB gets the same values through
-the ``_log_extra`` / ``_log_image_extra`` hooks. The WandB run's files live
-in ``<run dir>/wandb/``, its id goes into ``run.json``, and a run directory
-that is run again (resume, SLURM requeue) continues the same WandB run.
-
-``wandb`` is imported in :meth:`WandBManager.initialize`, never at import time.
+``logger=wandb`` now selects :class:`~tipi.permanences.logger.MetricsLogger`
+with a :class:`~tipi.trackers.wandb.WandBTracker` under ``logger.trackers.wandb``;
+a config whose ``logger._target_`` is ``tipi.permanences.wandb.WandBManager``
+(with WandB's settings directly under ``logger``) gets the same.
 """
 
 from __future__ import annotations
 
-import logging
-import os
-import sys
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
-
-from tipi.core.errors import ConfigError, Interrupted, TipiError
 from tipi.permanences.logger import MetricsLogger
+from tipi.trackers.wandb import (
+    MODE_KEY,
+    MODES,
+    WandBTracker,
+    has_credentials,
+    requested_mode,
+    resolve_mode,
+    sweep_parameter_names,
+    wandb_settings,
+)
 
-log = logging.getLogger(__name__)
-
-MODES = ("online", "offline", "disabled")
-# Older spellings WandB still accepts in WANDB_MODE.
-_MODE_ALIASES = {"dryrun": "offline", "run": "online"}
-MODE_KEY = "logger.mode"
-
-
-def requested_mode(config_mode: str | None) -> str | None:
-    """The mode asked for: ``WANDB_MODE`` when set, else the config's; None means "online if possible".
-
-    The environment wins because it is the per-machine switch (a compute node
-    without network sets ``WANDB_MODE=offline`` once, whatever the configs say).
-    """
-    if "WANDB_MODE" in os.environ and not os.environ["WANDB_MODE"].strip():
-        # Empty means unset here; wandb's own settings reject an empty WANDB_MODE outright.
-        del os.environ["WANDB_MODE"]
-    env = os.environ.get("WANDB_MODE", "").strip().lower()
-    raw = env or (str(config_mode).strip().lower() if config_mode is not None else "")
-    mode = _MODE_ALIASES.get(raw, raw)
-    if mode and mode not in MODES:
-        key = "WANDB_MODE" if env else MODE_KEY
-        raise ConfigError(f"unknown WandB mode '{raw}'. Valid: {', '.join(MODES)}", key=key,
-                        hint="Leave it unset to log online when an API key is configured, else offline.")
-    return mode or None
-
-
-def has_credentials() -> bool:
-    """Whether a WandB API key is configured (env, netrc, settings); never prompts, never dials out."""
-    import wandb
-
-    try:
-        return bool(wandb.login(prompt=False, verify=False))
-    except Exception:  # noqa: BLE001 - an unreadable netrc is "no key" here, not a crash
-        return False
-
-
-def resolve_mode(config_mode: str | None) -> str:
-    """``online``, ``offline`` or ``disabled``: the mode a run will actually use before it starts.
-
-    With no mode asked for, a machine without an API key logs offline (one
-    line says so); a config that demands ``online`` there is an error.
-    """
-    mode = requested_mode(config_mode)
-    if mode in ("offline", "disabled"):
-        return mode
-    if has_credentials():
-        return "online"
-    if mode == "online":
-        raise TipiError("WandB mode is 'online' but no API key is configured", key=MODE_KEY,
-                        hint="Run `wandb login` (or set WANDB_API_KEY), or use logger.mode=offline "
-                             "and `wandb sync` the run later.")
-    log.warning("WandB: no API key configured, logging offline (sync later with `wandb sync`)")
-    return "offline"
-
-
-def sweep_parameter_names() -> set[str]:
-    """Names of the parameters a WandB sweep agent set for the current run (empty outside a sweep).
-
-    ``wandb.agent`` hands a run its parameters in the file named by
-    ``WANDB_SWEEP_PARAM_PATH``; ``wandb.init`` reads the same file.
-    """
-    path = os.environ.get("WANDB_SWEEP_PARAM_PATH")
-    if not path or not os.environ.get("WANDB_SWEEP_ID"):
-        return set()
-    import yaml
-
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f) or {}
-    except (OSError, yaml.YAMLError):
-        return set()
-    return {str(k) for k in data if k not in ("wandb_version", "_wandb")}
-
-
-def _plain_config(cfg: Any) -> dict[str, Any]:
-    """The run's config as plain containers, resolved where it can be (``hydra`` left out)."""
-    if cfg is None:
-        return {}
-    if isinstance(cfg, DictConfig):
-        try:
-            container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
-        except Exception:  # noqa: BLE001 - an unresolvable leaf must not stop logging
-            container = OmegaConf.to_container(cfg, resolve=False)
-    else:
-        container = dict(cfg)
-    assert isinstance(container, dict)
-    container.pop("hydra", None)
-    return {str(k): v for k, v in container.items()}
+__all__ = [
+    "MODES",
+    "MODE_KEY",
+    "WandBManager",
+    "has_credentials",
+    "requested_mode",
+    "resolve_mode",
+    "sweep_parameter_names",
+    "wandb_settings",
+]
 
 
 class WandBManager(MetricsLogger):
-    """Sends every metric and figure to one WandB run; ``metrics.jsonl`` is written as well.
-
-    Args:
-        project: WandB project (ignored inside a WandB sweep, which sets its own).
-        entity: WandB user or team; None uses the account's default.
-        mode: ``online``, ``offline``, ``disabled``, or None (online when an
-            API key is configured, else offline). ``WANDB_MODE`` wins when set.
-        name, tags, group: the WandB run's name, tags and group (``run.*`` by default).
-        job_type, notes: passed to ``wandb.init``.
-        init_timeout: seconds to wait for the server; then a run with ``mode``
-            None falls back to offline, and ``mode: online`` is an error.
-        log_images: send figures (prediction grids, curves) as ``wandb.Image``.
-        settings: extra ``wandb.Settings`` fields (e.g. ``console: "off"``).
-        filename: the JSON-lines file in the run directory.
-    """
+    """``metrics.jsonl`` plus one WandB run; the arguments are :class:`~tipi.trackers.wandb.WandBTracker`'s."""
 
     def __init__(
         self,
@@ -146,118 +53,17 @@ class WandBManager(MetricsLogger):
         settings: Mapping[str, Any] | None = None,
         filename: str = "metrics.jsonl",
     ) -> None:
-        super().__init__(filename=filename)
-        requested_mode(mode)  # a misspelt mode is a config error before anything runs
-        self.project = project
-        self.entity = entity
-        self.mode = mode
-        self.name = name
-        self.tags = list(tags or [])
-        self.group = group
-        self.job_type = job_type
-        self.notes = notes
-        self.init_timeout = float(init_timeout)
-        self.log_images = log_images
-        self.settings = dict(settings or {})
-        self.run: Any = None  # a wandb Run (a no-op run when disabled)
-        self.run_mode: str | None = None
-
-    # -- lifecycle ----------------------------------------------------------
-    def initialize(self) -> None:
-        """Open ``metrics.jsonl``, then start (or, for a resumed run directory, continue) the WandB run."""
-        super().initialize()
-        try:
-            self._start()
-        except BaseException:
-            super().cleanup()  # the controller cleans up only permanences that initialized fully
-            raise
-
-    def _start(self) -> None:
-        mode = resolve_mode(self.mode)
-        try:
-            self.run = self._init(mode)
-        except TipiError:
-            raise
-        except Exception as exc:  # wandb.errors.Error (CommError on timeout), UsageError, ...
-            first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
-            if mode != "online" or requested_mode(self.mode) == "online":
-                raise TipiError(f"WandB could not start a {mode} run: {first_line}", key=MODE_KEY,
-                                hint="Check the network and `wandb login`, or use logger.mode=offline.") from exc
-            log.warning("WandB: server unreachable (%s), logging offline (sync later with `wandb sync`)",
-                        first_line)
-            mode = "offline"
-            self.run = self._init(mode)
-        self.run_mode = mode
-        record = self.controller.context.record
-        if record is not None and mode != "disabled":
-            record.update(wandb_run_id=self.run.id, wandb_mode=mode)
-
-    def _init(self, mode: str) -> Any:
-        import wandb
-
-        run_dir = Path(self.controller.run_dir).absolute()
-        record = self.controller.context.record
-        previous_id = record.data.get("wandb_run_id") if record is not None else None
-        in_sweep = bool(os.environ.get("WANDB_SWEEP_ID"))
-        config = _plain_config(self.controller.context.cfg)
-        # Inside a sweep the agent's parameters own their keys (``model: unet``);
-        # sending the composed node under the same key only earns a WandB warning.
-        for key in sweep_parameter_names():
-            config.pop(key, None)
-        kwargs: dict[str, Any] = {
-            "dir": str(run_dir),
-            "mode": mode,
-            "name": self.name,
-            "tags": self.tags or None,
-            "group": self.group,
-            "job_type": self.job_type,
-            "notes": self.notes,
-            "config": config,
-            # Never finish or reuse a run that someone else started in this process.
-            "reinit": "create_new",
-            "settings": wandb.Settings(init_timeout=self.init_timeout, **self.settings),
-        }
-        if not in_sweep:  # a sweep run belongs to the sweep's project; WandB warns otherwise
-            kwargs.update(project=self.project, entity=self.entity)
-        if previous_id:
-            kwargs.update(id=previous_id, resume="allow")
-        return wandb.init(**kwargs)
-
-    def cleanup(self) -> None:
-        """Finish the WandB run (success, failure or interruption), then close ``metrics.jsonl``.
-
-        Finishing here is what gives each job of a multirun its own WandB run.
-        The executor calls ``cleanup()`` while the run's error (if any) is being
-        handled, so ``sys.exc_info()`` tells how the run ended.
-        """
-        try:
-            run, self.run = self.run, None
-            if run is not None:
-                exc = sys.exc_info()[1]
-                exit_code = 0
-                if isinstance(exc, Interrupted):
-                    exit_code = exc.exit_code
-                    if exc.requeue:
-                        run.mark_preempting()  # a WandB sweep hands a preempted run out again
-                elif exc is not None:
-                    exit_code = 1
-                run.finish(exit_code=exit_code)
-        finally:
-            super().cleanup()
-
-    # -- MetricsLogger hooks ---------------------------------------------------
-    def _log_extra(self, values: dict[str, Any], step: int) -> None:
-        """Send already-converted numbers; no tensor (and no device sync) reaches here."""
-        if self.run is not None:
-            self.run.log(values, step=step)
-
-    def _log_image_extra(self, key: str, path: Path, step: int | None, caption: str | None) -> None:
-        if self.run is None or not self.log_images:
-            return
-        import wandb
-
-        image = wandb.Image(str(path), caption=caption)
-        if step is None:
-            self.run.log({key: image})
-        else:
-            self.run.log({key: image}, step=step)
+        tracker = WandBTracker(
+            project=project,
+            entity=entity,
+            mode=mode,
+            name=name,
+            tags=tags,
+            group=group,
+            job_type=job_type,
+            notes=notes,
+            init_timeout=init_timeout,
+            log_images=log_images,
+            settings=settings,
+        )
+        super().__init__(filename=filename, trackers={"wandb": tracker})

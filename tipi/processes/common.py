@@ -10,14 +10,7 @@ from typing import Any
 
 from tipi.core.controller import PipelineController
 from tipi.core.record import atomic_write_text
-
-
-class _NullBar:
-    def advance(self, n: float = 1) -> None:
-        """Do nothing."""
-
-    def update(self, **_: Any) -> None:
-        """Do nothing."""
+from tipi.permanences.progress import NULL_TASK
 
 
 @contextlib.contextmanager
@@ -25,7 +18,7 @@ def bar(controller: PipelineController, name: str, total: float | None) -> Itera
     """A bar of the pipeline's progress permanence, or a no-op when there is none."""
     progress = controller.permanences.get("progress")
     if progress is None or not hasattr(progress, "task"):
-        yield _NullBar()
+        yield NULL_TASK
         return
     with progress.task(name, total=total) as handle:
         yield handle
@@ -34,6 +27,20 @@ def bar(controller: PipelineController, name: str, total: float | None) -> Itera
 def logger_of(controller: PipelineController) -> Any:
     """The ``logger`` permanence, or None."""
     return controller.permanences.get("logger")
+
+
+def made_at_step(path: Path, step: int) -> bool:
+    """Whether the JSON output ``path`` exists and was made at training step ``step``.
+
+    A resumed run that trained on (``processes.train.epochs=30``) makes the
+    outputs of the steps after training stale: they run again. An output
+    without a recorded step (older runs) counts as current.
+    """
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8")).get("step", step)
+    except (OSError, ValueError, AttributeError):
+        return False
+    return bool(recorded == step)
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

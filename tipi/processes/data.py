@@ -15,6 +15,7 @@ class DataLoadProcess(PipelineProcess):
     """Prepares the ``data`` permanence (idempotent, so a resumed run simply repeats it)."""
 
     requires: ClassVar[dict[str, type]] = {"data": Data}
+    metrics = ()  # logs none
 
     def execute(self) -> dict[str, int]:
         """Build the train / val / test datasets; return their sizes."""

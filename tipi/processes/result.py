@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from tipi.core.process import PipelineProcess
+from tipi.distributed import is_main_process
 from tipi.permanences.data import Data
 from tipi.permanences.network import Network
-from tipi.processes.common import bar, logger_of
+from tipi.processes.common import bar, logger_of, made_at_step, write_json
 
 
 def save_predictions(network: Network, data: Data, path: Path, num_samples: int = 4) -> Path:
@@ -36,6 +37,7 @@ class ResultProcess(PipelineProcess):
     """Writes ``figures/predictions_final.png`` and ``figures/curves.png``."""
 
     requires: ClassVar[dict[str, type]] = {"network": Network, "data": Data}
+    metrics = ()  # draws figures, logs no metric
 
     def __init__(self, controller: Any, force: bool = False, num_samples: int = 4) -> None:
         super().__init__(controller, force)
@@ -47,13 +49,22 @@ class ResultProcess(PipelineProcess):
         figures = self.controller.context.figures_dir
         return [figures / "predictions_final.png", figures / "curves.png"]
 
+    @property
+    def marker(self) -> Path:
+        """``figures/result.json``: the training step the figures show."""
+        return self.controller.context.figures_dir / "result.json"
+
     def skip(self) -> bool:
-        """Done when both figures exist."""
-        return all(p.exists() for p in self.outputs)
+        """Done when both figures exist and show the network's current training step."""
+        step = self.controller.get_permanence("network", Network).state["step"]
+        return all(p.exists() for p in self.outputs) and made_at_step(self.marker, step)
 
     def execute(self) -> list[str]:
-        """Draw both figures and hand them to the logger."""
+        """Draw both figures and hand them to the logger (rank 0 alone when there are several ranks)."""
         from tipi.vision.figures import save_metric_curves
+
+        if not is_main_process():
+            return [str(p) for p in self.outputs]
 
         network = self.controller.get_permanence("network", Network)
         data = self.controller.get_permanence("data", Data)
@@ -68,4 +79,5 @@ class ResultProcess(PipelineProcess):
         if logger is not None:
             logger.log_image("predictions", grid, step=network.state["step"])
             logger.log_image("curves", curves, step=network.state["step"])
+        write_json(self.marker, {"step": network.state["step"]})
         return [str(p) for p in self.outputs]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from tipi.processes.validate import EvaluationProcess
+from tipi.processes.validate import EvaluationProcess, eval_metric_names
 
 
 class TestProcess(EvaluationProcess):
@@ -12,3 +12,4 @@ class TestProcess(EvaluationProcess):
 
     __test__ = False  # not a pytest test class
     split: ClassVar[str] = "test"
+    metrics = eval_metric_names("test")

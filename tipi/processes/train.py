@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any, ClassVar
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal
 
+from tipi.core.check import ConfigCheck
 from tipi.core.errors import ConfigError, TrainingDiverged
 from tipi.core.process import PipelineProcess
+from tipi.distributed import all_reduce_sum, get_world_size, is_main_process
 from tipi.permanences.data import Data
 from tipi.permanences.network import Network
 from tipi.processes.common import bar, logger_of
 from tipi.processes.result import save_predictions
-from tipi.processes.validate import evaluate
+from tipi.processes.validate import eval_metric_names, evaluate
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,7 @@ class TrainingProcess(PipelineProcess):
     """
 
     requires: ClassVar[dict[str, type]] = {"network": Network, "data": Data}
+    metrics = ("train/loss", "train/lr", "epoch", *eval_metric_names("val"))
 
     def __init__(
         self,
@@ -41,19 +45,13 @@ class TrainingProcess(PipelineProcess):
         log_every_n_steps: int = 10,
         checkpoint_every_n_steps: int = 50,
         monitor: str = "val/mean_iou",
-        monitor_mode: str = "max",
+        monitor_mode: Literal["max", "min"] = "max",
         early_stopping_patience: int | None = None,
-        on_nan: str = "raise",
+        on_nan: Literal["raise", "skip"] = "raise",
         figures_every_n_epochs: int = 1,
         num_figure_samples: int = 4,
     ) -> None:
         super().__init__(controller, force)
-        if epochs < 1:
-            raise ConfigError(f"must be at least 1, got {epochs}", key="processes.train.epochs")
-        if monitor_mode not in ("max", "min"):
-            raise ConfigError(f"must be 'max' or 'min', got '{monitor_mode}'", key="processes.train.monitor_mode")
-        if on_nan not in ("raise", "skip"):
-            raise ConfigError(f"must be 'raise' or 'skip', got '{on_nan}'", key="processes.train.on_nan")
         self.epochs = epochs
         self.log_every = max(1, log_every_n_steps)
         self.checkpoint_every = max(0, checkpoint_every_n_steps)
@@ -67,9 +65,21 @@ class TrainingProcess(PipelineProcess):
         self.data = controller.get_permanence("data", Data)
         self.logger = logger_of(controller)
 
+    @classmethod
+    def check_config(cls, params: Mapping[str, Any], check: ConfigCheck) -> None:
+        """Ranges, and ``monitor`` among the validation metrics training logs (before anything runs)."""
+        for name in ("epochs", "log_every_n_steps"):
+            value = params.get(name, 1)
+            check.require(value >= 1, name, f"must be at least 1, got {value}")
+        patience = params.get("early_stopping_patience")
+        check.require(patience is None or patience >= 1, "early_stopping_patience",
+                      f"must be at least 1 (or null for no early stopping), got {patience}")
+        check.require_metric("monitor", params.get("monitor", "val/mean_iou"), eval_metric_names("val"))
+
     def skip(self) -> bool:
-        """Done when the checkpoint says training finished."""
-        return bool(self.network.state.get("finished"))
+        """Done when the checkpoint says training finished ``epochs`` epochs (a resume may ask for more)."""
+        state = self.network.state
+        return bool(state.get("finished")) and (state["epoch"] >= self.epochs or bool(state.get("stopped_early")))
 
     def execute(self) -> float | None:
         """Train (continuing from the checkpoint's epoch and step); return the best monitored value."""
@@ -84,16 +94,19 @@ class TrainingProcess(PipelineProcess):
             while state["epoch"] < self.epochs:
                 epoch = state["epoch"]
                 if state["epoch_step"] < steps:
-                    self._train_epoch(epoch, steps)
+                    self._train_epoch(epoch, steps, epochs_bar)
                 stop = self._end_epoch(epoch)
+                # next to the running loss, as Lightning's bar shows them: "loss 0.123  val/mean_iou 0.456"
+                epochs_bar.update(postfix={self.monitor: state["history"][-1][self.monitor]})
                 epochs_bar.advance()
                 if stop:
+                    state["stopped_early"] = True
                     log.info("early stopping after epoch %d: no improvement in %d epochs", epoch, self.patience)
                     break
         state["finished"] = True
         return state["best_metric"]
 
-    def _train_epoch(self, epoch: int, steps: int) -> None:
+    def _train_epoch(self, epoch: int, steps: int, epochs_bar: Any) -> None:
         import torch
         import torch.nn.functional as F
 
@@ -112,7 +125,7 @@ class TrainingProcess(PipelineProcess):
                     masks = masks.to(device, non_blocking=True)
                     optimizer.zero_grad(set_to_none=True)
                     with net.autocast():
-                        loss = F.cross_entropy(model(images), masks)
+                        loss = F.cross_entropy(net.train_model(images), masks)  # DDP averages the gradients
                     # on_nan=skip pays one host sync a step so that a bad batch never reaches the weights.
                     skipped = self.on_nan == "skip" and not bool(torch.isfinite(loss.detach()))
                     if skipped:
@@ -131,7 +144,7 @@ class TrainingProcess(PipelineProcess):
                         running += loss.detach()
                         count += 1
                     if count and (state["step"] % self.log_every == 0 or state["epoch_step"] == steps):
-                        self._log_train(running, count, optimizer)
+                        epochs_bar.update(postfix={"loss": self._log_train(running, count, optimizer)})
                         running.zero_()
                         count = 0
                     if self.checkpoint_every and state["step"] % self.checkpoint_every == 0:
@@ -157,13 +170,16 @@ class TrainingProcess(PipelineProcess):
             )
         log.warning("training loss is %s at %s", value, where)
 
-    def _log_train(self, running: Any, count: int, optimizer: Any) -> None:
-        mean = float(running.item()) / max(count, 1)  # the one host sync every log_every steps
+    def _log_train(self, running: Any, count: int, optimizer: Any) -> float:
+        """Log the mean training loss of the last ``count`` steps (over every rank's samples); return it."""
+        all_reduce_sum(running)  # several ranks: each holds its own samples' losses
+        mean = float(running.item()) / max(count * get_world_size(), 1)  # the one host sync every log_every steps
         if not math.isfinite(mean):
             self._diverged(mean, count)
         if self.logger is not None:
             self.logger.log({"train/loss": mean, "train/lr": optimizer.param_groups[0]["lr"],
                              "epoch": self.network.state["epoch"]}, step=self.network.state["step"])
+        return mean
 
     def _end_epoch(self, epoch: int) -> bool:
         """Validate, keep the best weights, draw figures, checkpoint; True to stop early."""
@@ -187,7 +203,7 @@ class TrainingProcess(PipelineProcess):
         if net.scheduler is not None:
             net.scheduler.step()
         state["history"].append({"epoch": epoch, "step": state["step"], **logged})
-        if self.figures_every and (epoch + 1) % self.figures_every == 0:
+        if self.figures_every and (epoch + 1) % self.figures_every == 0 and is_main_process():
             path = self.controller.context.figures_dir / f"predictions_epoch_{epoch + 1:03d}.png"
             save_predictions(net, self.data, path, self.num_figure_samples)
             if self.logger is not None:

@@ -6,9 +6,15 @@ import copy
 from typing import Any, ClassVar
 
 from tipi.core.process import PipelineProcess
+from tipi.distributed import all_reduce_sum, broadcast_buffers, get_world_size, is_main_process
 from tipi.permanences.data import Data
 from tipi.permanences.network import Network
-from tipi.processes.common import bar, logger_of, write_json
+from tipi.processes.common import bar, logger_of, made_at_step, write_json
+
+
+def eval_metric_names(split: str) -> tuple[str, ...]:
+    """The metric names :func:`evaluate` gives, logged as ``<split>/<name>`` (``iou/<class>`` per class)."""
+    return tuple(f"{split}/{name}" for name in ("loss", "pixel_acc", "mean_iou", "dice", "iou/*"))
 
 
 def evaluate(model: Any, network: Network, data: Data, split: str, controller: Any) -> dict[str, float]:
@@ -25,7 +31,8 @@ def evaluate(model: Any, network: Network, data: Data, split: str, controller: A
     matrix = ConfusionMatrix(data.num_classes, device, class_names=data.class_names)
     loss_sum = torch.zeros((), device=device)
     pixels = 0
-    loader = data.loader(split)
+    loader = data.loader(split)  # with several ranks: this rank's share, every sample on exactly one rank
+    broadcast_buffers(model)  # every rank evaluates rank 0's model (BatchNorm statistics included)
     was_training = model.training
     model.eval()
     with torch.no_grad(), bar(controller, f"eval-{split}", total=len(loader)) as b:
@@ -39,6 +46,10 @@ def evaluate(model: Any, network: Network, data: Data, split: str, controller: A
             matrix.update(logits, masks)
             b.advance()
     model.train(was_training)
+    if get_world_size() > 1:  # the sums over the ranks' shares are the sums over the split
+        counts = torch.tensor(float(pixels), dtype=torch.float64, device=device)
+        all_reduce_sum(matrix.matrix, loss_sum, counts)
+        pixels = int(counts.item())
     metrics = matrix.compute()
     metrics["loss"] = float(loss_sum.item()) / max(pixels, 1)
     return metrics
@@ -60,8 +71,8 @@ class EvaluationProcess(PipelineProcess):
         return self.controller.run_dir / f"{self.split}_metrics.json"
 
     def skip(self) -> bool:
-        """Done when the metrics file exists."""
-        return self.output.exists()
+        """Done when the metrics file exists for the network's current training step."""
+        return made_at_step(self.output, self.controller.get_permanence("network", Network).state["step"])
 
     def execute(self) -> float:
         """Evaluate, log ``<split>/*`` metrics, return the mean IoU."""
@@ -79,7 +90,8 @@ class EvaluationProcess(PipelineProcess):
         logger = logger_of(self.controller)
         if logger is not None:
             logger.log({f"{self.split}/{k}": v for k, v in metrics.items()}, step=network.state["step"])
-        write_json(self.output, metrics)
+        if is_main_process():
+            write_json(self.output, {**metrics, "step": network.state["step"]})
         return metrics["mean_iou"]
 
 
@@ -87,3 +99,4 @@ class ValidationProcess(EvaluationProcess):
     """Final validation of the best weights on the validation split."""
 
     split = "val"
+    metrics = eval_metric_names("val")

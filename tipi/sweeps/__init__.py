@@ -8,14 +8,14 @@ goes back to the sweep. Online, ``wandb.sweep`` / ``wandb.agent`` drive it;
 offline (no server at all), WandB's own engine (the ``sweeps`` package)
 proposes the runs here, with the same semantics.
 
-The runner calls :func:`run_sweep` when the composed config has a ``sweep`` key.
+The entry point (``tipi.cli``) calls :func:`run_sweep` when the composed config has a ``sweep`` key.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -26,23 +26,15 @@ from tipi.sweeps.spec import SweepSpec, import_sweeps
 from tipi.sweeps.summary import print_summary, write_summary
 from tipi.sweeps.trial import Trial, TrialRunner
 
-if TYPE_CHECKING:
-    from tipi.core.runner import PipelineRunner
-
 __all__ = ["SweepSpec", "Trial", "choose_backend", "run_sweep"]
 
 log = logging.getLogger(__name__)
 
 
 def _logger_is_wandb(cfg: DictConfig) -> bool:
-    from tipi.core.builder import locate
-    from tipi.permanences.wandb import WandBManager
+    from tipi.permanences.wandb import wandb_settings
 
-    target = OmegaConf.select(cfg, "logger._target_")
-    if not target:
-        return False
-    cls = locate(str(target), "logger._target_")
-    return isinstance(cls, type) and issubclass(cls, WandBManager)
+    return wandb_settings(cfg) is not None
 
 
 def choose_backend(spec: SweepSpec, cfg: DictConfig) -> str:
@@ -51,10 +43,11 @@ def choose_backend(spec: SweepSpec, cfg: DictConfig) -> str:
     ``auto`` takes the server only when the run would log online anyway:
     ``logger=wandb``, no ``WANDB_MODE=offline``/``disabled``, and an API key.
     """
-    from tipi.permanences.wandb import has_credentials, requested_mode
+    from tipi.permanences.wandb import has_credentials, requested_mode, wandb_settings
 
-    logger_is_wandb = _logger_is_wandb(cfg)
-    mode = requested_mode(OmegaConf.select(cfg, "logger.mode")) if logger_is_wandb else None
+    settings = wandb_settings(cfg)
+    logger_is_wandb = settings is not None
+    mode = requested_mode(settings.get("mode")) if settings is not None else None
     if spec.backend == "local":
         if spec.id:
             raise SweepError("joining a WandB sweep needs WandB's server; sweep.backend=local runs one here",
@@ -85,8 +78,8 @@ def _best(trials: list[Trial], goal: str) -> Trial | None:
     return pick(scored, key=lambda t: t.objective)  # type: ignore[arg-type, return-value]
 
 
-def run_sweep(runner: PipelineRunner) -> float | None:
-    """Run the sweep configured at ``runner.cfg.sweep`` in ``runner.run_dir``; return the best objective.
+def run_sweep(cfg: DictConfig, run_dir: Path) -> float | None:
+    """Run the sweep configured at ``cfg.sweep`` in ``run_dir``; return the best objective.
 
     Each run lives in ``<run dir>/<run>/``; the sweep writes ``sweep_summary.csv``
     and its own ``run.json`` (best objective, status) into ``<run dir>``.
@@ -94,7 +87,6 @@ def run_sweep(runner: PipelineRunner) -> float | None:
     from tipi.sweeps.agent import WandBAgentSweep
     from tipi.sweeps.local import LocalSweep
 
-    cfg = runner.cfg
     spec = SweepSpec.from_config(cfg.get("sweep"), objective=OmegaConf.select(cfg, "run.objective"),
                                  objective_mode=OmegaConf.select(cfg, "run.objective_mode"))
     backend = choose_backend(spec, cfg)
@@ -103,13 +95,16 @@ def run_sweep(runner: PipelineRunner) -> float | None:
         if spec.method != "grid" and spec.run_cap is None and spec.count is None:
             raise SweepError(f"a {spec.method} sweep never runs out of proposals: give it a run count",
                              key="sweep.run_cap", hint="e.g. sweep.run_cap=8")
-    sweep_dir = Path(runner.run_dir).absolute()
+    sweep_dir = Path(run_dir).absolute()
     base = compose.command_line_overrides(sweep_dir)
     trial_runner = TrialRunner(spec, sweep_dir, base)
     engine: LocalSweep | WandBAgentSweep
     if backend == "wandb":
-        engine = WandBAgentSweep(spec, sweep_dir, trial_runner, project=OmegaConf.select(cfg, "logger.project"),
-                                 entity=OmegaConf.select(cfg, "logger.entity"))
+        from tipi.permanences.wandb import wandb_settings
+
+        settings = wandb_settings(cfg) or {}
+        engine = WandBAgentSweep(spec, sweep_dir, trial_runner, project=settings.get("project"),
+                                 entity=settings.get("entity"))
     else:
         engine = LocalSweep(spec, sweep_dir, trial_runner, seed=cfg.get("seed"))
     log.info("sweep %s: %s search, %s", spec.name or "", spec.method,

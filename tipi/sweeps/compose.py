@@ -15,7 +15,8 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from tipi.core.config import CONFIG_NAME, normalize_overrides, register_resolvers
-from tipi.core.errors import ConfigError
+from tipi.core.errors import ConfigError, TipiError
+from tipi.params import install as install_params
 
 # Keys of the command line that belong to the sweep, not to its runs.
 SWEEP_ONLY_KEYS = ("sweep", "resume")
@@ -72,6 +73,7 @@ def compose(overrides: Sequence[str], run_dir: Path) -> DictConfig:
     from omegaconf.errors import OmegaConfBaseException
 
     register_resolvers()
+    install_params()  # a run's parameters may name any parameter of a process or permanence, without +
     overrides = normalize_overrides(list(overrides))
     try:
         if GlobalHydra.instance().is_initialized():
@@ -80,6 +82,8 @@ def compose(overrides: Sequence[str], run_dir: Path) -> DictConfig:
         else:
             with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
                 cfg = hydra_compose(config_name=CONFIG_NAME, overrides=overrides, return_hydra_config=True)
+    except TipiError:
+        raise  # already names the key (an unknown parameter, with its target's valid ones)
     except (HydraException, OmegaConfBaseException) as exc:
         first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise ConfigError(f"cannot compose a sweep run's config: {first_line}", key="sweep.parameters") from exc

@@ -1,15 +1,18 @@
-"""The end of a sweep: one row per run (parameters, status, objective), as a Rich table and ``sweep_summary.csv``."""
+"""The end of a WandB sweep: one row per run (parameters, status, objective) as ``sweep_summary.csv`` and a table.
+
+Only the rows are a WandB sweep's own (its runs are trials with parameters);
+the CSV and the table are written by :mod:`tipi.runs.summary`, the one home of
+sweep summaries, which the multirun summary uses as well.
+"""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tipi.core.record import atomic_write_text
+from tipi.runs.summary import print_table, status_markup, write_csv
 from tipi.sweeps.trial import Trial
 
 SUMMARY_FILE = "sweep_summary.csv"
@@ -43,39 +46,28 @@ def summary_rows(trials: Sequence[Trial],
 def write_summary(sweep_dir: Path, trials: Sequence[Trial], parameter_names: Sequence[str] = ()) -> Path:
     """Write ``<sweep dir>/sweep_summary.csv`` atomically; return its path."""
     columns, rows = summary_rows(trials, parameter_names)
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns)
-    writer.writeheader()
-    writer.writerows(rows)
-    path = Path(sweep_dir) / SUMMARY_FILE
-    atomic_write_text(path, buf.getvalue())
-    return path
+    return write_csv(Path(sweep_dir) / SUMMARY_FILE, columns, rows)
 
 
 def print_summary(trials: Sequence[Trial], parameter_names: Sequence[str], title: str,
                   metric: str | None = None, best: Trial | None = None) -> None:
     """The same rows as a Rich table on stderr; the best run is marked."""
-    from rich.console import Console
     from rich.markup import escape
-    from rich.table import Table
 
     columns, rows = summary_rows(trials, parameter_names)
     shown = [c for c in columns if c not in ("wandb_run_id", "error")] + (
         ["error"] if any(r["error"] for r in rows) else [])
-    table = Table(title=title, caption=f"objective: {metric}" if metric else None)
-    for col in shown:
-        table.add_column(col, justify="right" if col in ("objective", "duration_s") else "left")
+    cells_rows = []
     for trial, row in zip(trials, rows, strict=True):
         cells = {k: escape(v) for k, v in row.items()}  # values like [1, 2] are not markup
         objective = trial.objective
         cells["objective"] = f"{objective:.4g}" if objective is not None else ""
-        style = "green" if trial.status == "succeeded" else "red"
-        cells["status"] = f"[{style}]{trial.status}[/]"
+        cells["status"] = status_markup(trial.status)
         for p in columns[1:-5]:
             value = trial.params.get(p)
             if isinstance(value, float):
                 cells[p] = f"{value:.4g}"
         if best is not None and trial is best:
             cells["run"] = f"[bold]{escape(trial.name)} *[/]"
-        table.add_row(*(cells[c] for c in shown))
-    Console(stderr=True).print(table)
+        cells_rows.append(cells)
+    print_table(title, shown, cells_rows, caption=f"objective: {metric}" if metric else None)

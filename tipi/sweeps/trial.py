@@ -59,7 +59,7 @@ def _finite(value: Any) -> float | None:
 
 
 class TrialRunner:
-    """Runs trials of one sweep: compose, save ``.hydra/``, ``PipelineRunner.run_once()``, read the metric."""
+    """Runs trials of one sweep: compose, save ``.hydra/``, ``PipelineRunner.run()``, read the metric."""
 
     def __init__(self, spec: SweepSpec, sweep_dir: Path, base_overrides: Sequence[str],
                  sweep_id: str | None = None) -> None:
@@ -111,7 +111,7 @@ class TrialRunner:
         try:
             full, job = self.configs_for(trial)
             with compose.hydra_job(full):
-                PipelineRunner(job, run_dir=run_dir).run_once()
+                PipelineRunner(job, run_dir=run_dir).run()
         except Exception as exc:  # noqa: BLE001 - one failed run does not end the sweep
             trial.error = (str(exc).splitlines() or [type(exc).__name__])[0]
             log.error("sweep run %s failed: %s", trial.name, trial.error)

@@ -7,10 +7,11 @@ Layout::
       masks/   a.png  b.png  ...      single-channel PNG of class indices, same stem
 
 Every problem a user can cause (a wrong path, a missing mask, an unreadable
-file) is reported as a :class:`~tipi.core.errors.DataError` against the config
-key ``data.root`` with the file names involved. Pairing and readability are
-checked in the constructor, so the mistake shows before any training starts;
-pixels are read item by item.
+file, a mask value that is no class) is a :class:`FolderDataError` naming the
+files involved, with a hint; the data permanence reports it against the config
+key ``data.root``. Pairing and readability are checked in the constructor and
+mask values by :meth:`FolderDataset.check_masks`, so a mistake shows before
+any training starts; pixels are read item by item.
 
 The module imports no torch: :func:`find_pairs` checks a folder's layout in
 milliseconds, so ``data=folder`` reports a wrong folder before a run starts.
@@ -20,9 +21,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from tipi.core.errors import DataError
+
+class FolderDataError(ValueError):
+    """A folder dataset that cannot be read as it is; ``hint`` says what to do."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
 
 if TYPE_CHECKING:
     import torch
@@ -30,7 +39,6 @@ if TYPE_CHECKING:
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg")
 MASK_EXTENSION = ".png"
-_KEY = "data.root"
 _MASK_MODES = ("1", "L", "P", "I", "I;16")  # single-channel modes Pillow reads as indices
 _DIRECT_MODES = ("1", "L", "P")  # read as is; wider integer modes are widened to "I" first
 _SHOWN = 5  # file names listed in one message before "... and N more"
@@ -50,46 +58,41 @@ def find_pairs(root: str | Path) -> list[tuple[Path, Path]]:
     """The ``(image, mask)`` file pairs of ``root``, sorted by name; reads no pixels, imports no torch.
 
     Raises:
-        DataError: the root or ``images/`` is missing or empty, a file in
+        FolderDataError: the root or ``images/`` is missing or empty, a file in
             ``images/`` or ``masks/`` has the wrong extension, two images
             share a name, or an image has no mask or a mask no image.
     """
     root = Path(root).expanduser()
     if not root.is_dir():
         what = "is not a directory" if root.exists() else "does not exist"
-        raise DataError(
+        raise FolderDataError(
             f"dataset folder '{root}' {what}",
-            key=_KEY,
             hint="Point data.root at a folder holding images/ and masks/ (absolute, or relative to where you run).",
         )
     image_dir = root / "images"
     mask_dir = root / "masks"
     if not image_dir.is_dir():
-        raise DataError(
+        raise FolderDataError(
             f"no 'images' folder in '{root}'",
-            key=_KEY,
             hint=f"Expected {image_dir}/<name>{{{','.join(IMAGE_EXTENSIONS)}}} and {mask_dir}/<name>.png.",
         )
     images = _files(image_dir)
     foreign = [p.name for p in images if p.suffix.lower() not in IMAGE_EXTENSIONS]
     if foreign:
-        raise DataError(
+        raise FolderDataError(
             f"'{image_dir}' holds files that are not images: {_listing(foreign)}",
-            key=_KEY,
             hint=f"Supported image extensions: {', '.join(IMAGE_EXTENSIONS)}. Move other files elsewhere.",
         )
     if not images:
-        raise DataError(
+        raise FolderDataError(
             f"no image files in '{image_dir}'",
-            key=_KEY,
             hint=f"Add images with extensions {', '.join(IMAGE_EXTENSIONS)}.",
         )
     stems: dict[str, Path] = {}
     for path in images:
         if path.stem in stems:
-            raise DataError(
+            raise FolderDataError(
                 f"two images share the name '{path.stem}': {stems[path.stem].name} and {path.name}",
-                key=_KEY,
                 hint="Each image needs a unique name so that it matches exactly one mask.",
             )
         stems[path.stem] = path
@@ -97,25 +100,22 @@ def find_pairs(root: str | Path) -> list[tuple[Path, Path]]:
     mask_stems = {p.stem: p for p in masks if p.suffix.lower() == MASK_EXTENSION}
     not_png = [p.name for p in masks if p.suffix.lower() != MASK_EXTENSION]
     if not_png:
-        raise DataError(
+        raise FolderDataError(
             f"'{mask_dir}' holds files that are not PNG masks: {_listing(not_png)}",
-            key=_KEY,
             hint="Masks must be lossless single-channel PNGs of class indices.",
         )
     unmatched_images = [stems[s].name for s in stems if s not in mask_stems]
     if unmatched_images:
-        raise DataError(
+        raise FolderDataError(
             f"{len(unmatched_images)} image(s) in '{image_dir}' have no mask in '{mask_dir}': "
             f"{_listing(unmatched_images)}",
-            key=_KEY,
             hint=f"Each images/<name>.* needs masks/<name>{MASK_EXTENSION}.",
         )
     unmatched_masks = [mask_stems[s].name for s in mask_stems if s not in stems]
     if unmatched_masks:
-        raise DataError(
+        raise FolderDataError(
             f"{len(unmatched_masks)} mask(s) in '{mask_dir}' have no image in '{image_dir}': "
             f"{_listing(unmatched_masks)}",
-            key=_KEY,
             hint=f"Each masks/<name>{MASK_EXTENSION} needs images/<name> with one of {', '.join(IMAGE_EXTENSIONS)}.",
         )
     return [(stems[s], mask_stems[s]) for s in sorted(stems)]
@@ -135,22 +135,28 @@ class FolderDataset:
             indices are never blended. Otherwise each image keeps its size and
             its mask must have the same size.
         num_classes: when given, a mask value ``>= num_classes`` is an error
-            (reported when that item is read).
+            (:meth:`check_masks` finds every one before training).
+        mask_values: the pixel value that stands for each class, in class
+            order (``[0, 255]``: 0 is class 0, 255 class 1), for masks stored
+            as 0/255 images; None: pixel values are the class indices.
 
     Items are ``(image, mask)``: image float32 ``[3, H, W]`` in ``[-1, 1]``,
     mask int64 ``[H, W]``.
 
     Raises:
-        DataError: the root or ``images/`` is missing or empty, an image has no
+        FolderDataError: the root or ``images/`` is missing or empty, an image has no
             mask or a mask no image, or a file is not a readable image.
     """
 
-    def __init__(self, root: str | Path, image_size: int | None = None, num_classes: int | None = None) -> None:
+    def __init__(self, root: str | Path, image_size: int | None = None, num_classes: int | None = None,
+                 mask_values: Sequence[int] | None = None) -> None:
         from PIL import Image
 
         self.root = Path(root).expanduser()
         self.image_size = image_size
         self.num_classes = num_classes
+        self.mask_values = list(mask_values) if mask_values is not None else None
+        self._lookup = _lookup_table(self.mask_values)
         if image_size is not None and image_size < 1:
             raise ValueError(f"image_size must be a positive number of pixels or None, got {image_size}")
         if num_classes is not None and num_classes < 1:
@@ -166,15 +172,13 @@ class FolderDataset:
                         mode = picture.mode
                 # Pillow signals a broken file with several exception types.
                 except Exception as error:
-                    raise DataError(
+                    raise FolderDataError(
                         f"'{path}' is not a readable image ({error})",
-                        key=_KEY,
                         hint="Replace or remove the file together with its image/mask partner.",
                     ) from error
                 if path is mask_path and mode not in _MASK_MODES:
-                    raise DataError(
+                    raise FolderDataError(
                         f"mask '{path}' has mode {mode}; masks must be single-channel images of class indices",
-                        key=_KEY,
                         hint="Save masks as 8-bit greyscale ('L') or palette ('P') PNGs whose values are the classes.",
                     )
 
@@ -196,29 +200,78 @@ class FolderDataset:
                 mask = picture if picture.mode in _DIRECT_MODES else picture.convert("I")
                 mask.load()
         except Exception as error:  # truncated or corrupt beyond the header
-            raise DataError(f"cannot read '{image_path}' or '{mask_path}': {error}", key=_KEY) from error
+            raise FolderDataError(f"cannot read '{image_path}' or '{mask_path}': {error}") from error
         if self.image_size is not None:
             size = (self.image_size, self.image_size)
             image = image.resize(size, Image.Resampling.BILINEAR)
             mask = mask.resize(size, Image.Resampling.NEAREST)
         elif image.size != mask.size:
-            raise DataError(
+            raise FolderDataError(
                 f"image '{image_path.name}' is {image.size[0]}x{image.size[1]} but its mask is "
                 f"{mask.size[0]}x{mask.size[1]}",
-                key=_KEY,
                 hint="Give the mask the image's size, or set data.image_size to resize both.",
             )
-        labels = np.asarray(mask, dtype=np.int64)
-        if self.num_classes is not None and labels.size and labels.max() >= self.num_classes:
-            raise DataError(
-                f"mask '{mask_path}' holds class {int(labels.max())}, but num_classes is {self.num_classes} "
-                f"(valid: 0..{self.num_classes - 1})",
-                key=_KEY,
-            )
+        labels = self._classes(np.asarray(mask, dtype=np.int64), mask_path)
         return normalize_image(np.asarray(image)), torch.from_numpy(labels)
+
+    def _classes(self, values: Any, mask_path: Path) -> Any:
+        """Pixel values -> class indices (through ``mask_values``), refusing values that are no class."""
+        import numpy as np
+
+        if self._lookup is not None:
+            in_range = values.max(initial=0) < len(self._lookup) and values.min(initial=0) >= 0
+            labels = self._lookup[values.clip(0, len(self._lookup) - 1)] if in_range else np.full_like(values, -1)
+            if labels.size and labels.min() < 0:
+                bad = sorted(set(np.unique(values).tolist()) - set(self.mask_values or []))
+                raise FolderDataError(
+                    f"mask '{mask_path}' holds values {bad[:8]} that data.mask_values {self.mask_values} does not list",
+                    hint="List every pixel value that stands for a class in data.mask_values, in class order.")
+            return labels
+        if self.num_classes is not None and values.size and values.max() >= self.num_classes:
+            found = np.unique(values).tolist()
+            raise FolderDataError(
+                f"mask '{mask_path}' holds class {int(values.max())} (values {found[:8]}), but num_classes is "
+                f"{self.num_classes} (valid: 0..{self.num_classes - 1})",
+                hint=_mask_hint(found, self.num_classes))
+        return values
+
+    def check_masks(self) -> None:
+        """Read every mask once and refuse values that are no class: the run stops before training, not in it."""
+        import numpy as np
+        from PIL import Image
+
+        for _, mask_path in self.pairs:
+            with Image.open(mask_path) as picture:
+                mask = picture if picture.mode in _DIRECT_MODES else picture.convert("I")
+                self._classes(np.asarray(mask, dtype=np.int64), mask_path)
 
     def __repr__(self) -> str:
         return f"FolderDataset(root='{self.root}', n={len(self)}, image_size={self.image_size})"
+
+
+def _lookup_table(mask_values: Sequence[int] | None) -> Any:
+    """A pixel value -> class index array (-1: not a class) for ``mask_values``; None for identity."""
+    if mask_values is None:
+        return None
+    import numpy as np
+
+    if len(set(mask_values)) != len(mask_values) or min(mask_values, default=0) < 0:
+        raise FolderDataError(f"data.mask_values must be distinct values >= 0, got {list(mask_values)}")
+    table = np.full(max(mask_values, default=0) + 1, -1, dtype=np.int64)
+    for index, value in enumerate(mask_values):
+        table[value] = index
+    return table
+
+
+def _mask_hint(found: list[int], num_classes: int) -> str:
+    """The remedy for masks whose values are not class indices (0/255 masks above all)."""
+    listed = ",".join(str(v) for v in found)
+    if len(found) <= num_classes:
+        classes = f" data.num_classes={len(found)}" if len(found) != num_classes else ""
+        return (f"Masks hold the values {found}: store class indices 0..{num_classes - 1} in the masks, or map "
+                f"the values to classes with data.mask_values=[{listed}]{classes}.")
+    return (f"Masks hold {len(found)} distinct values: store class indices 0..{num_classes - 1}, "
+            f"or raise data.num_classes.")
 
 
 def write_folder_dataset(

@@ -1,0 +1,183 @@
+"""Where a run's ranks come from: ``runner_for(cfg)`` picks how this process runs its config.
+
+* ``distributed`` absent or ``none``: the plain runner.
+* This process is already a rank (started by ``torchrun`` or SLURM): a runner
+  whose ``run.json`` rank 0 alone writes (:class:`~tipi.distributed.record.RankRecord`).
+* ``distributed=ddp`` typed at ``python -m tipi``: tipi's own start. The
+  config is composed once, here; resolved, it goes into
+  ``<run dir>/.hydra/resolved.yaml``, and torch's own launcher
+  (``elastic_launch``, what ``torchrun`` runs) starts ``nproc_per_node``
+  workers that each run exactly that file in this run directory.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import signal
+import sys
+import tempfile
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from tipi.core.errors import ConfigError, Interrupted, TipiError
+from tipi.core.record import RunRecord, RunStatus, atomic_write_text
+from tipi.core.runner import PipelineRunner
+from tipi.distributed.env import DistEnv, detect
+from tipi.distributed.record import RankRecord, first_failure
+from tipi.distributed.settings import Settings, cpu_cores
+
+log = logging.getLogger(__name__)
+RESOLVED_CONFIG = Path(".hydra") / "resolved.yaml"
+
+
+class DistributedError(TipiError):
+    """A rank of a distributed run failed; the message names the rank and its error."""
+
+
+def runner_for(cfg: DictConfig) -> Any:
+    """The object whose ``run()`` runs ``cfg`` here: a plain runner, one rank's runner, or tipi's own start."""
+    runner = PipelineRunner(cfg)  # a resumed run's own stored config decides, not the command line's
+    node = runner.cfg.get("distributed")
+    env = detect()
+    if node is None:
+        if env.distributed:
+            raise ConfigError(f"this process is rank {env.rank} of {env.world_size} (started by {env.source}), "
+                              "but the config has no distributed settings", key="distributed",
+                              hint="Add distributed=ddp, or start one process.")
+        return runner
+    settings = Settings.from_config(node)
+    device = str(runner.cfg.get("device", "auto"))
+    settings.check(device=device)
+    if env.distributed or settings.world_size == 1:
+        return as_rank(runner, env)
+    if settings.nnodes > 1:
+        raise ConfigError(f"tipi starts ranks on this machine only; {settings.nnodes} nodes need torchrun or SLURM",
+                          key="distributed.nnodes",
+                          hint="Run torchrun --nnodes=N ... on each node, or launcher=slurm (docs/distributed.md).")
+    settings.warn_oversubscribed(device)
+    return ElasticStart(runner, settings)
+
+
+def as_rank(runner: PipelineRunner, env: DistEnv, fields: dict[str, Any] | None = None) -> PipelineRunner:
+    """``runner`` as rank ``env.rank``: rank 0 alone writes run.json; the others never claim the run directory."""
+    runner.record_factory = functools.partial(RankRecord, rank=env.rank, world_size=env.world_size,
+                                              fields=fields)
+    if env.rank != 0 and runner.resumed_with is None:
+        # Rank 0 owns the fresh directory and may already have written run.json into it: the other
+        # ranks join it as a resumed run does, so the fresh-directory check does not refuse them.
+        runner.resumed_with = []
+    return runner
+
+
+@dataclass
+class WorkerSpec:
+    """What each worker of tipi's own start needs; plain values, pickled to the spawned processes."""
+
+    config: str
+    run_dir: str
+    overrides: list[str] | None
+    resumed_with: list[str] | None
+    argv: list[str] = field(default_factory=list)
+
+
+class ElasticStart:
+    """tipi's own start: one composed config, ``nproc_per_node`` workers through ``elastic_launch``."""
+
+    def __init__(self, runner: PipelineRunner, settings: Settings) -> None:
+        self.runner = runner
+        self.settings = settings
+
+    def run(self) -> float | None:
+        """Check the config here, start the workers, wait; rank 0's objective."""
+        runner = self.runner
+        runner.build()  # every mistake in the config is reported once, here, before any worker starts
+        run_dir = runner.run_dir.absolute()
+        resolved = OmegaConf.to_container(runner.cfg, resolve=True)
+        assert isinstance(resolved, dict)
+        resolved["resume"] = None  # the workers run this file in this directory; nothing to look up again
+        path = run_dir / RESOLVED_CONFIG
+        atomic_write_text(path, OmegaConf.to_yaml(OmegaConf.create(resolved)))
+        spec = WorkerSpec(config=str(path), run_dir=str(run_dir), overrides=runner.overrides,
+                          resumed_with=runner.resumed_with, argv=list(sys.argv))
+        if "OMP_NUM_THREADS" not in os.environ:  # the agent hands it to the workers: the cores split between them
+            os.environ["OMP_NUM_THREADS"] = str(max(1, cpu_cores() // self.settings.nproc_per_node))
+        return self._launch(spec, run_dir)
+
+    def _launch(self, spec: WorkerSpec, run_dir: Path) -> float | None:
+        from torch.distributed.elastic.multiprocessing.api import DefaultLogsSpecs, SignalException
+        from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+        from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+        # tipi reports a failed rank itself (its error, from run.json); torch's agent would add a traceback
+        for name in ("torch.distributed.elastic", "torch.multiprocessing.spawn"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+        with tempfile.TemporaryDirectory(prefix="tipi-elastic-") as logs:
+            config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=self.settings.nproc_per_node,
+                                  run_id=uuid.uuid4().hex, rdzv_backend="c10d", rdzv_endpoint="127.0.0.1:0",
+                                  max_restarts=0, monitor_interval=0.1, start_method="spawn",
+                                  logs_specs=DefaultLogsSpecs(log_dir=logs))
+            try:
+                results = elastic_launch(config, worker_main)(asdict(spec))
+            except SignalException as exc:
+                raise Interrupted(int(exc.sigval)) from None
+            except ChildFailedError as exc:
+                raise self._failure(run_dir, exc) from None
+        return results.get(0)
+
+    @staticmethod
+    def _failure(run_dir: Path, exc: Exception) -> BaseException:
+        """The error to show for failed workers, from run.json and the ranks' error files."""
+        record = RunRecord(run_dir)
+        status = record.data.get("status")
+        if status in (RunStatus.INTERRUPTED, RunStatus.REQUEUED):
+            return Interrupted(signal.SIGTERM)
+        error = record.data.get("error") if status == RunStatus.FAILED else None
+        if not error:  # rank 0 died without a word (SIGKILL, OOM): say what the workers' exits say
+            failure = first_failure(run_dir, None)
+            error = f"rank {failure[0]}: {failure[1]}" if failure else str(exc).strip().splitlines()[-1]
+            record.finish(RunStatus.FAILED, error=error)
+        return DistributedError(str(error), key="distributed",
+                                hint=f"Each rank's log is <run dir>/rank<N>.log ({run_dir}).")
+
+
+def _worker_logging(rank: int) -> None:
+    """The console for rank 0 only (the others: errors); the rank's log file is the permanence's."""
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
+    console.setLevel(logging.INFO if rank == 0 else logging.ERROR)
+    root.addHandler(console)
+
+
+def worker_main(spec: dict[str, Any]) -> float | None:
+    """One worker of tipi's own start: run the parent's resolved config as this rank."""
+    from tipi.core.config import register_resolvers
+
+    os.environ["TIPI_DISTRIBUTED_START"] = "tipi"
+    register_resolvers()
+    env = detect()
+    _worker_logging(env.rank)
+    cfg = OmegaConf.load(spec["config"])
+    assert isinstance(cfg, DictConfig)
+    runner = PipelineRunner(cfg, run_dir=spec["run_dir"], overrides=spec["overrides"])
+    runner.resumed_with = spec["resumed_with"]
+    as_rank(runner, env, fields={"argv": spec["argv"]})
+    try:
+        return runner.run()
+    except Interrupted as exc:
+        raise SystemExit(exc.exit_code) from None
+    except Exception as exc:
+        if os.environ.get("TIPI_TRACEBACK", "") not in ("", "0"):
+            raise
+        failure = first_failure(Path(spec["run_dir"]), None)
+        if failure is None or failure[0] == env.rank:  # not the echo of another rank's failure
+            first_line = (str(exc).splitlines() or [""])[0]
+            print(f"tipi rank {env.rank}: {type(exc).__name__}: {first_line}", file=sys.stderr)
+        raise SystemExit(1) from None

@@ -1,0 +1,99 @@
+"""Mistakes Hydra catches itself, told the way tipi tells its own.
+
+``model=unett``, a group that does not exist (``distributd=ddp``) or a key that
+is not in the config (``optimizer.lrr=0.1``) fail while Hydra composes the
+config, before tipi runs. Hydra reports them from ``run_and_report`` with its
+config search path and a hint to set ``HYDRA_FULL_ERROR``. :func:`install`
+wraps that one function so such an error becomes a ``ConfigError``: one short
+message naming the key, the valid options and a "did you mean". Every other
+error, and every error when ``TIPI_TRACEBACK=1`` / ``HYDRA_FULL_ERROR=1`` is
+set, is left to Hydra as before.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from tipi.core.errors import ConfigError, TipiError
+
+_WRAPPED = "_tipi_wrapped"
+
+
+def _groups(prefix: str = "") -> list[str]:
+    """The config groups (under ``prefix``) Hydra can see, or [] when it cannot say."""
+    try:
+        from hydra.core.global_hydra import GlobalHydra
+        from hydra.core.object_type import ObjectType
+
+        loader = GlobalHydra.instance().config_loader()
+        return list(loader.get_group_options(prefix, results_filter=ObjectType.GROUP))
+    except Exception:  # noqa: BLE001 - a hint only; the error itself is still reported
+        return []
+
+
+def _missing_config(exc: Any) -> ConfigError | None:
+    missing = getattr(exc, "missing_cfg_file", None)
+    if not missing or "/" not in str(missing):
+        return None
+    group, _, option = str(missing).rpartition("/")
+    options = getattr(exc, "options", None)
+    if options:
+        return ConfigError.unknown(group, option, options, "option")
+    groups = [g for g in _groups() if g != "hydra"]
+    return ConfigError.unknown(group, group, groups, "config group")
+
+
+def _not_in_config(exc: BaseException) -> ConfigError | None:
+    cause = exc.__cause__
+    key = getattr(cause, "full_key", None)
+    parent = getattr(cause, "parent_node", None)
+    if not key or parent is None or not hasattr(parent, "keys"):
+        return None
+    name = str(key).rsplit(".", 1)[-1]
+    valid = [str(k) for k in parent.keys() if k != "hydra"]
+    what = "key"
+    if "." not in str(key):  # a top-level key: a group selection is as likely as a key
+        valid += [g for g in _groups() if g != "hydra" and g not in valid]
+        what = "key or config group"
+    error = ConfigError.unknown(str(key), name, valid, what)
+    error.hint = " ".join(filter(None, [error.hint, f"To add a new key on purpose: +{key}=..."]))
+    return error
+
+
+def as_tipi_error(exc: BaseException) -> TipiError | None:
+    """The ``ConfigError`` that tells ``exc`` (one of Hydra's composition errors), or None."""
+    from hydra.errors import ConfigCompositionException, MissingConfigException
+
+    if isinstance(exc, MissingConfigException):
+        return _missing_config(exc)
+    if isinstance(exc, ConfigCompositionException):
+        return _not_in_config(exc)
+    return None
+
+
+def install(report: Callable[[BaseException], None], full_traceback: Callable[[], bool]) -> None:
+    """Route Hydra's composition errors to ``report`` (idempotent)."""
+    from hydra._internal import utils as hydra_utils
+
+    original = hydra_utils.run_and_report
+    if getattr(original, _WRAPPED, False):
+        return
+
+    def run_and_report(func: Callable[[], Any]) -> Any:
+        try:
+            return func()
+        except Exception as exc:
+            translated = None if full_traceback() else as_tipi_error(exc)
+            if translated is None:
+                return original(lambda: _reraise(exc))
+            report(translated)
+            sys.exit(1)
+
+    setattr(run_and_report, _WRAPPED, True)
+    hydra_utils.run_and_report = run_and_report
+
+
+def _reraise(exc: BaseException) -> Any:
+    raise exc
