@@ -25,6 +25,7 @@ LIGHT_PATHS: list[tuple[str, list[str], list[str], tuple[int, ...]]] = [
     ("`+experiment=seg --cfg job`", ["+experiment=seg", "--cfg", "job"], ["experiment=seg", "--cfg", "job"], (0,)),
     ("unknown option (`--bogus`)", ["--bogus"], ["--bogus"], (2,)),
     ("bad override (`model=unett`)", ["model=unett"], ["model=unett"], (1,)),
+    ("misspelt parameter (`processes.train.epocs=1`)", ["processes.train.epocs=1"], ["processes.train.epocs=1"], (1,)),
 ]
 RATIO_GOAL = 1.2
 FIRST_STEP_GOAL_S = 0.35

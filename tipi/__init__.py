@@ -30,6 +30,8 @@ _EXPORTS = {
     "ProcessWithParams": "tipi.core.process",
     "PipelineRunner": "tipi.core.runner",
     "RunContext": "tipi.core.context",
+    "RunStatus": "tipi.core.record",
+    "ConfigCheck": "tipi.core.check",
     "get_current_controller": "tipi.core.context",
     "pipeline_process": "tipi.decorators",
 }
@@ -38,6 +40,7 @@ __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
     from tipi.core.builder import PipelineBuilder
+    from tipi.core.check import ConfigCheck
     from tipi.core.context import RunContext, get_current_controller
     from tipi.core.controller import PipelineController
     from tipi.core.errors import (
@@ -53,6 +56,7 @@ if TYPE_CHECKING:
     from tipi.core.executor import PipelineExecutor
     from tipi.core.permanence import Permanence
     from tipi.core.process import PipelineProcess, ProcessWithParams
+    from tipi.core.record import RunStatus
     from tipi.core.runner import PipelineRunner
     from tipi.decorators import pipeline_process
 

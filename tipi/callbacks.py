@@ -60,8 +60,11 @@ class SweepSummary(Callback):
             return  # the runner recorded the failure itself
         error = job_return._return_value
         error = error.__cause__ or error  # the CLI wraps a job's error in one short line for Hydra
-        record.data.update(status=RunStatus.FAILED, error=f"{type(error).__name__}: {first_line(str(error))}",
-                           overrides=list(config.hydra.overrides.task))
+        record.data.update(
+            status=RunStatus.FAILED,
+            error=f"{type(error).__name__}: {first_line(str(error))}",
+            overrides=list(config.hydra.overrides.task),
+        )
         record.save()
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
@@ -78,7 +81,7 @@ class SweepSummary(Callback):
             log.info("detached sweep: %s", counts_line(rows))
             return
         rows = self._finish()
-        failed = [row for row in rows if row["status"] != "succeeded"]
+        failed = [row for row in rows if row["status"] != RunStatus.SUCCEEDED]
         if failed:
             log.error("%d of %d jobs did not succeed", len(failed), len(rows))
             # SystemExit passes Hydra's callback guard (which only warns on Exception)
@@ -113,7 +116,8 @@ class OutputDirCheck(Callback):
             from tipi.core.rundir import RunDirTaken, check_free
 
             try:
-                check_free(Path(str(config.hydra.run.dir)).absolute(), list(config.hydra.overrides.task))
+                overrides = OmegaConf.to_container(config.hydra.overrides.task, resolve=False)
+                check_free(Path(str(config.hydra.run.dir)).absolute(), [str(o) for o in overrides or []])
             except RunDirTaken as exc:
                 report_error(exc)
                 raise SystemExit(1) from None
@@ -137,7 +141,11 @@ class OutputDirCheck(Callback):
             from tipi.cli import report_error
             from tipi.core.errors import ConfigError
 
-            report_error(ConfigError(
-                f"the output directory '{path}' cannot be written: {exc.strerror or exc}", key=key,
-                hint=f"Run from a writable directory, or choose one with {key}=<path>."))
+            report_error(
+                ConfigError(
+                    f"the output directory '{path}' cannot be written: {exc.strerror or exc}",
+                    key=key,
+                    hint=f"Run from a writable directory, or choose one with {key}=<path>.",
+                )
+            )
             raise SystemExit(1) from None

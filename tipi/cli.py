@@ -14,8 +14,8 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from tipi.core.config import CONFIG_NAME, CONFIG_PATH, normalize_overrides, register_resolvers
 from tipi import hydra_errors
+from tipi.core.config import CONFIG_NAME, CONFIG_PATH, normalize_overrides, register_resolvers
 from tipi.core.errors import Interrupted, TipiError
 from tipi.params import install as install_params
 

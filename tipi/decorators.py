@@ -15,14 +15,16 @@
     processes:
       train:
         _target_: my_project.train    # the builder uses train.process_class
-        epochs: 20
+        epochs: 20                    # optional: lr is a config key (1e-3) all the same
 
 The function's parameters split in two:
 
-- *config options*: every parameter except those below. They are the
-  process's signature for the builder, so ``processes.train.epocs=5`` is
-  reported before the run with "Did you mean 'epochs'?", and their type hints
-  check the values.
+- *config options*: every parameter except those below. They are config
+  keys with the function's defaults whether or not the YAML lists them
+  (:mod:`tipi.params`: ``processes.train.lr=...`` needs no ``+``, ``--cfg job``
+  and ``--help`` show them); they are the process's signature for the builder,
+  so ``processes.train.epocs=5`` is reported before the run with "Did you mean
+  'epochs'?"; and their type hints check the values.
 - *injected*: a parameter annotated with a ``Permanence`` subclass (the
   permanence of the same name is passed; it must be configured and of that
   type), an *unannotated* parameter without a default (the permanence of the
@@ -159,7 +161,12 @@ def pipeline_process(fn: Callable[..., Any] | None = None, /, *, name: str | Non
     returns ``fn``'s return value. ``name`` names the class (default: the function's).
     """
     if fn is None:
-        return lambda f: pipeline_process(f, name=name)
+        return functools.partial(_decorate, name=name)
+    return _decorate(fn, name)
+
+
+def _decorate(fn: Callable[..., Any], name: str | None) -> Any:
+    """``@pipeline_process`` applied to ``fn``: the wrapper carrying ``process_class``."""
     if not callable(fn):
         raise TypeError(f"@pipeline_process decorates a function, got {type(fn).__name__}")
     plan = _Plan(fn)

@@ -33,12 +33,25 @@ def _groups(prefix: str = "") -> list[str]:
         return []
 
 
+def _options(group: str) -> list[str]:
+    """The options of config group ``group``, or [] when there is no such group (or Hydra cannot say)."""
+    try:
+        from hydra.core.global_hydra import GlobalHydra
+        from hydra.core.object_type import ObjectType
+
+        loader = GlobalHydra.instance().config_loader()
+        return list(loader.get_group_options(group, results_filter=ObjectType.CONFIG))
+    except Exception:  # noqa: BLE001 - a hint only; the error itself is still reported
+        return []
+
+
 def _missing_config(exc: Any) -> ConfigError | None:
     missing = getattr(exc, "missing_cfg_file", None)
     if not missing or "/" not in str(missing):
         return None
     group, _, option = str(missing).rpartition("/")
-    options = getattr(exc, "options", None)
+    # An option inside a list (logger=[wandb,tensorbord]) comes without Hydra's list of options.
+    options = getattr(exc, "options", None) or _options(group)
     if options:
         return ConfigError.unknown(group, option, options, "option")
     groups = [g for g in _groups() if g != "hydra"]
@@ -52,7 +65,7 @@ def _not_in_config(exc: BaseException) -> ConfigError | None:
     if not key or parent is None or not hasattr(parent, "keys"):
         return None
     name = str(key).rsplit(".", 1)[-1]
-    valid = [str(k) for k in parent.keys() if k != "hydra"]
+    valid = [str(k) for k in parent if k != "hydra"]
     what = "key"
     if "." not in str(key):  # a top-level key: a group selection is as likely as a key
         valid += [g for g in _groups() if g != "hydra" and g not in valid]
@@ -66,6 +79,8 @@ def as_tipi_error(exc: BaseException) -> TipiError | None:
     """The ``ConfigError`` that tells ``exc`` (one of Hydra's composition errors), or None."""
     from hydra.errors import ConfigCompositionException, MissingConfigException
 
+    if isinstance(exc, TipiError):  # raised by tipi during composition (tipi.params: an unknown parameter)
+        return exc
     if isinstance(exc, MissingConfigException):
         return _missing_config(exc)
     if isinstance(exc, ConfigCompositionException):
@@ -84,10 +99,11 @@ def install(report: Callable[[BaseException], None], full_traceback: Callable[[]
     def run_and_report(func: Callable[[], Any]) -> Any:
         try:
             return func()
-        except Exception as exc:
-            translated = None if full_traceback() else as_tipi_error(exc)
+        except Exception as exc:  # noqa: BLE001 - Hydra's own run_and_report catches the same
+            error: BaseException = exc
+            translated = None if full_traceback() else as_tipi_error(error)
             if translated is None:
-                return original(lambda: _reraise(exc))
+                return original(lambda: _reraise(error))
             report(translated)
             sys.exit(1)
 

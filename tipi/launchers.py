@@ -39,7 +39,7 @@ from hydra_plugins.hydra_submitit_launcher import submitit_launcher as hsl
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from tipi.core.errors import ConfigError, TipiError
-from tipi.core.record import RunRecord
+from tipi.core.record import RunRecord, RunStatus
 from tipi.runs.submit import check_detachable, detach, launcher_wait, refuse, write_manifest
 
 log = logging.getLogger(__name__)
@@ -58,14 +58,14 @@ def close_lost_record(run_dir: Path, reason: str, overrides: list[str]) -> None:
     record, so the sweep summary still has its row.
     """
     record = RunRecord(run_dir)
-    if record.path.exists() and record.data.get("status") not in ("running", "requeued"):
+    if record.path.exists() and record.data.get("status") not in (RunStatus.RUNNING, RunStatus.REQUEUED):
         return
     ended = datetime.now(UTC).isoformat(timespec="seconds")  # when the loss was noticed
     record.data.setdefault("overrides", overrides)
     # duration unknown: the process died some time before the launcher noticed
-    record.data.update(status="failed", ended=ended, error=reason, objective=None, duration_s=None)
+    record.data.update(status=RunStatus.FAILED, ended=ended, error=reason, objective=None, duration_s=None)
     if record.data.get("attempts"):
-        record.data["attempts"][-1].update(end=ended, status="failed", reason=reason)
+        record.data["attempts"][-1].update(end=ended, status=RunStatus.FAILED, reason=reason)
     record.save()
 
 
@@ -121,14 +121,18 @@ class TolerantGather(hsl.BaseSubmititLauncher):
             check_detachable(self.config)
         init_keys = {"max_num_timeout", "submitit_folder"}
         executor = submitit.AutoExecutor(
-            cluster=self._EXECUTOR, folder=self.params["submitit_folder"],
+            cluster=self._EXECUTOR,
+            folder=self.params["submitit_folder"],
             **{f"{self._EXECUTOR}_max_num_timeout": v for k, v in self.params.items() if k == "max_num_timeout"},
         )
         base_keys = set(OmegaConf.structured(hsl.BaseQueueConf).keys())
-        executor.update_parameters(**{
-            k if k in base_keys else f"{self._EXECUTOR}_{k}": v
-            for k, v in self.params.items() if k not in init_keys
-        })
+        executor.update_parameters(
+            **{
+                k if k in base_keys else f"{self._EXECUTOR}_{k}": v
+                for k, v in self.params.items()
+                if k not in init_keys
+            }
+        )
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         log.info("Submitit '%s' sweep output dir : %s", self._EXECUTOR, sweep_dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -153,8 +157,10 @@ class TolerantGather(hsl.BaseSubmititLauncher):
         write_manifest(self.config, self._EXECUTOR, self.params, wait, jobs, job_overrides, run_dirs, initial_job_idx)
         if not wait:
             return detach(jobs, job_overrides, run_dirs, sweep_dir)
-        return [self._gather(job, list(overrides), idx)
-                for idx, (job, overrides) in enumerate(zip(jobs, job_overrides, strict=True), start=initial_job_idx)]
+        return [
+            self._gather(job, list(overrides), idx)
+            for idx, (job, overrides) in enumerate(zip(jobs, job_overrides, strict=True), start=initial_job_idx)
+        ]
 
     def _run_dir(self, overrides: list[str], idx: int) -> Path | None:
         """The job's run directory, without composing its config where the sweep's subdir is tipi's or resubmit's."""
@@ -183,8 +189,12 @@ class TolerantGather(hsl.BaseSubmititLauncher):
             if run_dir is not None:
                 close_lost_record(run_dir, reason, overrides)
             log.error("#%d %s", idx, reason)
-            return JobReturn(overrides=overrides, working_dir=str(run_dir) if run_dir else None,
-                             status=JobStatus.FAILED, _return_value=JobLost(reason.removeprefix("JobLost: ")))
+            return JobReturn(
+                overrides=overrides,
+                working_dir=str(run_dir) if run_dir else None,
+                status=JobStatus.FAILED,
+                _return_value=JobLost(reason.removeprefix("JobLost: ")),
+            )
 
     def _job_dir(self, overrides: list[str], idx: int) -> Path | None:
         """The job's output directory, composed exactly as the job composed it."""
@@ -266,7 +276,8 @@ class CheckedConfigs:
         if self._repo is None:  # the search path of this sweep (hydra.searchpath included), as Hydra builds it
             try:
                 _, self._repo = self.loader._parse_overrides_and_create_caching_repo(
-                    master.hydra.job.config_name, list(master.hydra.overrides.hydra))
+                    master.hydra.job.config_name, list(master.hydra.overrides.hydra)
+                )
             except Exception:  # noqa: BLE001 - not the Hydra 1.3 internals this relies on: compose every job
                 self.derive = False
                 return None
@@ -317,8 +328,8 @@ class CheckedConfigs:
         cfg.hydra.overrides.task = [override.input_line for override in parsed]
         dirname = cfg.hydra.job.config.override_dirname
         cfg.hydra.job.override_dirname = get_overrides_dirname(
-            overrides=parsed, exclude_keys=list(dirname.exclude_keys), item_sep=dirname.item_sep,
-            kv_sep=dirname.kv_sep)
+            overrides=parsed, exclude_keys=list(dirname.exclude_keys), item_sep=dirname.item_sep, kv_sep=dirname.kv_sep
+        )
         OmegaConf.copy_cache(from_config=master, to_config=cfg)
         return cfg
 
@@ -335,11 +346,14 @@ class ComposeOnce(BasicLauncher):
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         """Hydra's basic launch, taking the checked configs; nothing kept outlives it."""
         if not launcher_wait(self.config):
-            refuse(ConfigError(
-                "launcher=local runs the jobs in this process, one after another: it cannot return before they end",
-                key="launcher.wait",
-                hint="Submit and detach with launcher=slurm (or launcher=submitit_local) launcher.wait=false; "
-                     "or run this sweep under nohup / tmux."))
+            refuse(
+                ConfigError(
+                    "launcher=local runs the jobs in this process, one after another: it cannot return before they end",
+                    key="launcher.wait",
+                    hint="Submit and detach with launcher=slurm (or launcher=submitit_local) launcher.wait=false; "
+                    "or run this sweep under nohup / tmux.",
+                )
+            )
         checked = self.hydra_context.config_loader if self.hydra_context is not None else None
         if not isinstance(checked, CheckedConfigs):
             return super().launch(job_overrides, initial_job_idx)

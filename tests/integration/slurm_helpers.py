@@ -120,6 +120,7 @@ MISBEHAVE_EXPERIMENT = """# @package _global_
 # No data, no network: only the misbehaving process, so the jobs take seconds
 defaults:
   - override /pipeline: misbehave
+  - override /scheduler: none
 permanences:
   data: null
   network: null

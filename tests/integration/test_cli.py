@@ -38,15 +38,12 @@ def test_multirun_gives_one_directory_per_job_and_a_summary(run_tipi: RunTipi, t
     assert "multirun summary" in proc.stderr
 
 
-def test_unimportable_target_is_reported_fast_without_traceback(run_tipi: RunTipi) -> None:
-    start = time.perf_counter()
+def test_unimportable_target_is_reported_without_traceback(run_tipi: RunTipi) -> None:
     proc = run_tipi("+processes.bogus._target_=no.such.Thing")
-    elapsed = time.perf_counter() - start
     assert proc.returncode != 0
     assert "processes.bogus._target_" in proc.stderr
     assert "no.such.Thing" in proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
-    assert elapsed < 3, f"took {elapsed:.2f}s"
 
 
 def test_a_typo_in_the_last_process_stops_the_run_before_anything_starts(run_tipi: RunTipi,

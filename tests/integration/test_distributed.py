@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from tests.conftest import RunTipi, read_json, read_jsonl, run_dirs, tipi_env
+from tests.integration.slurm_helpers import slurm_cluster  # noqa: F401 - a fixture
 from tipi.distributed.env import first_host
 from tipi.distributed.settings import Settings
 
@@ -141,37 +142,54 @@ def _wait_for_step(run_dir: Path, step: int, proc: subprocess.Popen[str], timeou
     raise AssertionError(f"no step {step} in {timeout}s")
 
 
-def test_sigterm_stops_every_rank_at_one_step_and_resume_equals_uninterrupted(run_tipi: RunTipi,
-                                                                              tmp_path: Path) -> None:
-    slow = (*BASE, *DDP, "data.limit_train=512", "data.batch_size=8", "+model.delay_s=0.03",
-            "processes.train.log_every_n_steps=1", "processes.train.checkpoint_every_n_steps=1000")
-    run_tipi(*slow, "hydra.run.dir=whole", env=_env(), check=True)
+SLOW = (*BASE, *DDP, "data.limit_train=512", "data.batch_size=8", "+model.delay_s=0.03",
+        "processes.train.log_every_n_steps=1", "processes.train.checkpoint_every_n_steps=1000")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-rank run of 32 steps that nothing interrupts."""
+    work = tmp_path_factory.mktemp("whole")
+    proc = subprocess.run([sys.executable, "-m", "tipi", *SLOW, "hydra.run.dir=whole"], cwd=work, env=_env(),
+                          capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr
+    return work / "whole"
+
+
+@pytest.mark.parametrize("target", ["all ranks", "rank 1"])
+def test_sigterm_stops_every_rank_at_one_step_and_resume_equals_uninterrupted(
+        run_tipi: RunTipi, tmp_path: Path, uninterrupted: Path, target: str) -> None:
     cut = tmp_path / "cut"
-    proc = subprocess.Popen([sys.executable, "-m", "tipi", *slow, f"hydra.run.dir={cut}"], cwd=tmp_path,
+    proc = subprocess.Popen([sys.executable, "-m", "tipi", *SLOW, f"hydra.run.dir={cut}"], cwd=tmp_path,
                             env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             stdin=subprocess.DEVNULL)
     try:
         _wait_for_step(cut, 3, proc)
-        proc.send_signal(signal.SIGTERM)
+        if target == "all ranks":  # what the starter forwards to every rank (scancel, a shell's kill)
+            proc.send_signal(signal.SIGTERM)
+        else:
+            [rank1] = [r["pid"] for r in read_json(cut / "run.json")["distributed"]["ranks"] if r["rank"] == 1]
+            os.kill(rank1, signal.SIGTERM)
         _out, err = proc.communicate(timeout=120)
     finally:
         proc.kill()
     assert proc.returncode == 128 + signal.SIGTERM, err
-    record = read_json(cut / "run.json")
-    assert record["status"] == "interrupted", record
+    assert read_json(cut / "run.json")["status"] == "interrupted"
     stopped = torch.load(cut / "checkpoints" / "last.pt", weights_only=True)["state"]
     assert 3 <= stopped["step"] < 32 and not stopped["finished"], stopped
     assert not list(cut.glob("rank*.error.json"))
+    for rank in (0, 1):  # both ranks stopped after the same step
+        assert f"stopped after step {stopped['step']}" in (cut / f"rank{rank}.log").read_text()
     run_tipi(f"resume={cut}", env=_env(), check=True)
     assert read_json(cut / "run.json")["status"] == "succeeded"
-    _assert_same_weights(tmp_path / "whole", cut)
+    _assert_same_weights(uninterrupted, cut)
 
 
 def test_a_rank_that_raises_fails_the_run_in_seconds_with_its_error(run_tipi: RunTipi, tmp_path: Path) -> None:
     start = time.monotonic()
     proc = run_tipi(*BASE, *DDP, "data.batch_size=8", "+model.fail_rank=1", "+model.fail_at_call=3",
-                    "distributed.timeout_s=20", env=_env())
-    elapsed = time.monotonic() - start
+                    "distributed.timeout_s=120", env=_env())
+    elapsed, end = time.monotonic() - start, time.time()
     assert proc.returncode == 1, proc.stderr
     assert "rank 1: ValueError: boom on rank 1 at call 3" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -179,7 +197,9 @@ def test_a_rank_that_raises_fails_the_run_in_seconds_with_its_error(run_tipi: Ru
     record = read_json(run_dir / "run.json")
     assert record["status"] == "failed"
     assert record["error"] == "rank 1: ValueError: boom on rank 1 at call 3"
-    assert elapsed < 120, f"took {elapsed:.0f}s"  # the collective timeout is 20 s; a hang would take it
+    assert elapsed < 120, f"took {elapsed:.0f}s"
+    failed_at = read_json(run_dir / "rank1.error.json")["time"]
+    assert end - failed_at < 60, "the others stop on the broken connection (~2 s), not after the 120 s timeout"
 
 
 @pytest.mark.parametrize(("override", "key"), [("distributed.nproc_per_node=0", "distributed.nproc_per_node"),
@@ -215,3 +235,12 @@ def test_torchrun_without_distributed_settings_is_refused(tmp_path: Path) -> Non
                                                  ("a1,b[1-2]", "a1"), ("x[007]-ib", "x007-ib")])
 def test_the_first_host_of_a_slurm_node_list(nodelist: str, host: str) -> None:
     assert first_host(nodelist) == host
+
+
+@pytest.mark.usefixtures("slurm_cluster")
+def test_a_two_task_slurm_job_is_one_run(run_tipi: RunTipi, tmp_path: Path) -> None:
+    run_tipi("-m", *BASE, "distributed=ddp", "launcher=slurm", "launcher.tasks_per_node=2",
+             "hydra.launcher.mem_gb=1", "seed=1", env=_env(), timeout=600, check=True)
+    run_dir = _one_run_dir(tmp_path / "multirun")
+    _assert_ddp_run_dir(run_dir, "submitit")
+    assert "rank 1 of 2" not in (run_dir / "tipi.log").read_text(), "rank 1 writes its own log only"

@@ -21,7 +21,8 @@ from tests.conftest import RunTipi, read_json, tipi_env
 from tests.integration.slurm_helpers import misbehave_config_dir, read_record, train_steps_logged, wait_for
 
 # The default pipeline on very little data: seconds per job.
-TINY = ("debug=fast", "progress=none", "data.num_train=16", "data.num_val=8", "data.num_test=8",
+TINY = ("debug=fast", "model=unet_small", "progress=none", "data.limit_train=16", "data.limit_val=8",
+        "data.limit_test=8",
         "data.image_size=16", "processes.result.num_samples=1", "processes.train.num_figure_samples=1")
 
 
@@ -122,7 +123,7 @@ def test_a_job_out_of_requeues_is_recorded_failed_not_requeued(tmp_path: Path) -
     # timed out from the start (submitit: less than 10 minutes left), and
     # max_num_timeout=0 allows no requeue: the job must end failed, saying why.
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tipi", "-m", *TINY, "data.num_train=128", "processes.train.epochs=2",
+        [sys.executable, "-m", "tipi", "-m", *TINY, "data.limit_train=128", "processes.train.epochs=2",
          "processes.train.log_every_n_steps=1", "launcher=submitit_local", "hydra.launcher.timeout_min=10",
          "+hydra.launcher.max_num_timeout=0"],
         cwd=tmp_path, env=tipi_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

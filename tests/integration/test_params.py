@@ -53,6 +53,7 @@ EXPERIMENT = '''\
 # @package _global_
 defaults:
   - override /pipeline: null
+  - override /scheduler: none
 processes:
   train:
     _target_: cls_proj.steps.classify
@@ -103,7 +104,8 @@ def score(lr: float = 1e-2, hidden: int = 32, epochs: int = 3, factor: float = 2
 def project(tmp_path: Path) -> Path:
     """The project directory (the working directory of every run): ``cls_proj/`` and ``conf/``."""
     files = {"cls_proj/__init__.py": "", "cls_proj/steps.py": STEPS, "conf/experiment/cls.yaml": EXPERIMENT,
-             "conf/sweep/cls_lr.yaml": SWEEP, "conf/hparams_search/cls_optuna.yaml": OPTUNA}
+             "conf/sweep/cls_lr.yaml": SWEEP, "conf/sweep/cls_typo.yaml": SWEEP.replace("train.lr:", "train.lrr:"),
+             "conf/hparams_search/cls_optuna.yaml": OPTUNA}
     for name, text in files.items():
         path = tmp_path / name
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -160,6 +162,14 @@ def test_a_multirun_over_two_parameters(run_tipi: RunTipi, project: Path) -> Non
     assert got == pytest.approx(sorted(score(lr=lr, factor=f) for lr in (0.1, 0.2) for f in (1, 3)))
 
 
+def test_a_multirun_on_submitit_workers(run_tipi: RunTipi, project: Path) -> None:
+    # each job's config is composed again in its own worker process: tipi.params is installed there too
+    run_tipi("-m", *cls("launcher=submitit_local", "processes.train.hidden=1,2"), check=True)
+    [summary] = project.glob("multirun/*/*/summary.csv")
+    rows = list(csv.DictReader(summary.read_text().splitlines()))
+    assert sorted(float(r["objective"]) for r in rows) == pytest.approx([score(hidden=1), score(hidden=2)])
+
+
 def test_a_wandb_sweep_sets_a_parameter_of_the_function(run_tipi: RunTipi, project: Path) -> None:
     run_tipi(*cls("logger=wandb", "+sweep=cls_lr"), check=True)
     [sweep_csv] = project.rglob("sweep_summary.csv")
@@ -196,6 +206,10 @@ def test_a_misspelt_parameter_is_refused_with_the_valid_ones(run_tipi: RunTipi, 
     assert "permanences.scale.factr: unknown parameter 'factr'. Valid: factor, label" in proc.stderr
     proc = run_tipi(*cls("processes.trian.lr=1"))
     assert "unknown process 'trian'" in proc.stderr and "Did you mean 'train'?" in proc.stderr
+    proc = run_tipi(*cls("+sweep=cls_typo"))  # a sweep stops before its first run, not after three failed ones
+    assert proc.returncode == 1
+    assert "sweep.parameters.processes.train.lrr: unknown parameter 'lrr'" in proc.stderr
+    assert "Did you mean 'lr'?" in proc.stderr
     assert not list(project.rglob("run.json"))  # nothing ran
 
 

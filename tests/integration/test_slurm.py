@@ -69,7 +69,7 @@ def test_a_raising_and_a_killed_job_are_failed_rows_and_the_others_succeed(run_t
 
 # Long enough (2 epochs of 6 steps) to interrupt mid-training; a checkpoint every step;
 # WandB (offline) to see that a requeued run continues its WandB run.
-TRAIN = ("debug=fast", "progress=none", "seed=5", "data.num_train=96", "processes.train.epochs=2",
+TRAIN = ("debug=fast", "model=unet_small", "progress=none", "seed=5", "data.limit_train=96", "processes.train.epochs=2",
          "processes.train.checkpoint_every_n_steps=1", "processes.train.log_every_n_steps=1", "logger=wandb")
 
 

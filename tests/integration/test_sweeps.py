@@ -23,8 +23,9 @@ from tests.conftest import RunTipi, read_json, read_jsonl, tipi_env
 from tests.integration.test_wandb import wandb_inspect
 
 FAST = ("+experiment=seg", "debug=fast", "progress=none")
-# Training validates every epoch, which gives val/mean_iou (the sweeps' metric); the rest is not needed.
-TRAIN_ONLY = ("~processes.validate", "~processes.test", "~processes.result")
+# Training validates every epoch, which gives val/mean_iou (the sweeps' metric); the rest is not needed
+# (and the run's objective, test/mean_iou by default, must be a metric the pipeline logs).
+TRAIN_ONLY = ("~processes.validate", "~processes.test", "~processes.result", "run.objective=val/mean_iou")
 BASE_CHANNELS = {"unet": 16, "unet_small": 8}
 
 

@@ -19,7 +19,7 @@ from tests.conftest import RunTipi, read_jsonl, tipi_env
 # A run long enough to interrupt mid-epoch (8 steps an epoch, a checkpoint and
 # a metrics line every step) and short enough to finish in a few seconds.
 INTERRUPTIBLE = (
-    "debug=fast", "progress=none", "data.num_train=128", "processes.train.epochs=2",
+    "debug=fast", "model=unet_small", "progress=none", "data.limit_train=128", "processes.train.epochs=2",
     "processes.train.checkpoint_every_n_steps=1", "processes.train.log_every_n_steps=1",
     "processes.train.figures_every_n_epochs=0", "~processes.result",
 )
@@ -100,7 +100,7 @@ def wait_until(proc: subprocess.Popen[str], ready: Callable[[], bool], timeout: 
     deadline = time.monotonic() + timeout
     while not ready():
         if proc.poll() is not None:
-            out, err = proc.communicate()
+            _, err = proc.communicate()
             raise AssertionError(f"tipi ended (exit {proc.returncode}) before the test could interrupt it\n{err}")
         if time.monotonic() > deadline:
             proc.kill()
@@ -147,7 +147,8 @@ def snapshot(run_dir: Path) -> dict[str, str]:
 def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished ``debug=fast`` run directory; copy it (``copy_run``) before changing anything."""
     root = tmp_path_factory.mktemp("finished")
-    subprocess.run([sys.executable, "-m", "tipi", "debug=fast", "progress=none", "hydra.run.dir=run"],
+    subprocess.run([sys.executable, "-m", "tipi", "debug=fast", "model=unet_small", "progress=none",
+                    "hydra.run.dir=run"],
                    cwd=root, env=reliability_env(), capture_output=True, text=True, timeout=240, check=True,
                    stdin=subprocess.DEVNULL)
     return root / "run"

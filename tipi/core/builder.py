@@ -11,6 +11,8 @@ from __future__ import annotations
 import enum
 import importlib
 import inspect
+import logging
+import re
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -31,12 +33,41 @@ from tipi.core.errors import ConfigError, did_you_mean
 from tipi.core.permanence import Permanence
 from tipi.core.process import PipelineProcess, ProcessWithParams
 
+log = logging.getLogger(__name__)
 HYDRA_KEYS = frozenset({"_target_", "_partial_", "_convert_", "_recursive_", "_args_"})
 _PRIMITIVES = (bool, int, float, str)
 # Mistakes in the config itself; other resolution errors (a resolver that needs
 # Hydra's runtime) are left to the code that reads the value.
 _UNRESOLVABLE = (InterpolationKeyError, InterpolationToMissingValueError, UnsupportedInterpolationType,
                  GrammarParseError)
+
+
+def _holder(cfg: DictConfig, exc: OmegaConfBaseException) -> str | None:
+    """The key whose own value holds the broken ``${...}`` (OmegaConf names the key that led to it)."""
+    match = re.search(r"Interpolation key '([^']+)' not found", str(exc))
+    if match is None:
+        return None
+    wanted = "${" + match.group(1)
+
+    def walk(node: Any, path: str) -> str | None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                found = walk(v, f"{path}.{k}" if path else str(k))
+                if found:
+                    return found
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                found = walk(v, f"{path}[{i}]")
+                if found:
+                    return found
+        elif isinstance(node, str) and wanted in node:
+            return path
+        return None
+
+    plain = OmegaConf.to_container(cfg, resolve=False)
+    if isinstance(plain, dict):
+        plain.pop("hydra", None)
+    return walk(plain, "")
 
 
 def config_error(exc: OmegaConfBaseException, key: str) -> ConfigError:
@@ -62,7 +93,7 @@ def locate(path: str, key: str) -> Any:
             if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
                 continue  # the module itself does not exist: try a shorter prefix
             raise ConfigError(f"importing '{module_name}' for '{path}' failed: {exc}", key=key) from exc
-        except Exception as exc:  # noqa: BLE001 - a broken user module is a config-time error
+        except Exception as exc:
             raise ConfigError(f"importing '{module_name}' for '{path}' failed: {exc!r}", key=key) from exc
         for attr in parts[i:]:
             if not hasattr(obj, attr):
@@ -96,7 +127,7 @@ def _signature(target: Any) -> inspect.Signature:
 
 
 def _type_hints(target: Any) -> dict[str, Any]:
-    fn = target.__init__ if isinstance(target, type) else target
+    fn = vars(target).get("__init__", target) if isinstance(target, type) else target
     try:
         return typing.get_type_hints(getattr(target, "__tipi_function__", fn))
     except Exception:  # noqa: BLE001 - unresolvable hints just skip the type check
@@ -195,6 +226,7 @@ class PipelineBuilder:
 
     def __init__(self, cfg: DictConfig) -> None:
         self.cfg = cfg
+        self._perm_checked: dict[str, tuple[Any, dict[str, Any]]] = {}
 
     def _section(self, name: str) -> dict[str, Any]:
         node = self.cfg.get(name)
@@ -215,16 +247,19 @@ class PipelineBuilder:
             raise config_error(exc, key) from exc  # full_key is absolute: data.root, not permanences.data.root
         if not isinstance(container, dict) or "_target_" not in container:
             raise ConfigError("needs a _target_ naming the class to build", key=key)
-        return container
+        return {str(k): v for k, v in container.items()}
 
     def check(self) -> tuple[dict[str, Any], dict[str, tuple[type[PipelineProcess], dict[str, Any]]]]:
         """Check the whole config; return the permanence nodes and process classes with params."""
         try:  # an interpolation to a missing key anywhere (run.name=${nope}), not only in the nodes below
             OmegaConf.to_container(self.cfg, resolve=True, throw_on_missing=False)
         except _UNRESOLVABLE as exc:
-            raise config_error(exc, "") from exc
+            error = config_error(exc, "")
+            error.key = _holder(self.cfg, exc) or error.key
+            raise error from exc
         perm_nodes = {n: node for n, node in self._section("permanences").items() if node is not None}
-        perm_targets = {name: self._check_permanence(name, node) for name, node in perm_nodes.items()}
+        self._perm_checked = {name: self._check_permanence(name, node) for name, node in perm_nodes.items()}
+        perm_targets = {name: target for name, (target, _) in self._perm_checked.items()}
         processes: dict[str, tuple[type[PipelineProcess], dict[str, Any]]] = {}
         for name, node in self._section("processes").items():
             if node is not None:
@@ -232,13 +267,37 @@ class PipelineBuilder:
         metrics = declared_metrics(cls for cls, _ in processes.values())
         for name, (cls, params) in processes.items():
             cls.check_config(params, ConfigCheck(key=f"processes.{name}", metrics=metrics))
-        objective = OmegaConf.select(self.cfg, "run.objective", default=None)
-        if objective and metrics is not None and not matches(str(objective), metrics):
-            raise unknown_metric("run.objective", str(objective), metrics)
+        self._check_objective(metrics)
         return perm_nodes, processes
 
-    def _check_permanence(self, name: str, node: Any) -> Any:
-        """Locate a permanence's target, bind its parameters, run its own ``check_config``."""
+    def check_permanences(self) -> None:
+        """Each permanence target's own ``check_config`` (after :meth:`check`).
+
+        Run last by :meth:`build`, after construction: the network imports its
+        model's module (torch among them), so every mistake that can be found
+        without torch (a typo, a device that does not exist, a data folder's
+        layout) is reported first, and fast.
+        """
+        for name, (target, own) in self._perm_checked.items():
+            hook = getattr(target, "check_config", None)
+            if callable(hook):
+                hook(own, ConfigCheck(key=f"permanences.{name}"))
+
+    def _check_objective(self, metrics: tuple[str, ...] | None) -> None:
+        """A misspelt ``run.objective`` is refused; one this pipeline simply does not log is only warned about.
+
+        (Dropping ``~processes.test`` leaves the default ``test/mean_iou`` unlogged: not a mistake.)
+        """
+        objective = OmegaConf.select(self.cfg, "run.objective", default=None)
+        if not objective or metrics is None or matches(str(objective), metrics):
+            return
+        if did_you_mean(str(objective), metrics) is not None:
+            raise unknown_metric("run.objective", str(objective), metrics)
+        log.warning("run.objective '%s' is logged by no process of this pipeline; the run's objective is the "
+                    "last process's result", objective)
+
+    def _check_permanence(self, name: str, node: Any) -> tuple[Any, dict[str, Any]]:
+        """Locate a permanence's target and bind its parameters; return it and its own parameters."""
         key = f"permanences.{name}"
         params = self._params(node, key)
         target = locate(params["_target_"], f"{key}._target_")
@@ -246,10 +305,7 @@ class PipelineBuilder:
             raise ConfigError(f"'{params['_target_']}' is not a Permanence subclass", key=f"{key}._target_")
         own = {k: v for k, v in params.items() if k not in HYDRA_KEYS}
         check_params(target, own, key)
-        hook = getattr(target, "check_config", None)
-        if callable(hook):
-            hook(own, ConfigCheck(key=key))
-        return target
+        return target, own
 
     def _check_process(self, name: str, node: Any,
                        perm_targets: Mapping[str, Any]) -> tuple[type[PipelineProcess], dict[str, Any]]:
@@ -272,8 +328,13 @@ class PipelineBuilder:
                                   f"but this is a {target.__name__}", key=f"permanences.{needed}")
         return cls, params
 
-    def build(self) -> tuple[dict[str, Permanence | None], list[ProcessWithParams]]:
-        """Check everything, then construct the permanences (nothing is allocated yet)."""
+    def build(self, *, check_permanences: bool = True) -> tuple[dict[str, Permanence | None],
+                                                              list[ProcessWithParams]]:
+        """Check everything, then construct the permanences (nothing is allocated yet).
+
+        ``check_permanences=False`` leaves :meth:`check_permanences` to the caller (the runner
+        calls it once the permanences joined their controller, after their torch-free checks).
+        """
         from hydra.errors import InstantiationException
         from hydra.utils import instantiate
 
@@ -290,5 +351,7 @@ class PipelineBuilder:
                 if isinstance(cause, ConfigError):
                     raise cause from exc
                 raise ConfigError(f"cannot be constructed: {cause}", key=f"permanences.{name}") from exc
+        if check_permanences:
+            self.check_permanences()
         specs = [ProcessWithParams(cls, params, name=name) for name, (cls, params) in processes.items()]
         return permanences, specs

@@ -151,7 +151,7 @@ class PipelineController:
             name = self._initialized.pop()
             try:
                 self.permanences[name].cleanup()  # type: ignore[union-attr]
-            except BaseException as exc:  # every cleanup must run
+            except BaseException as exc:  # noqa: BLE001 - every cleanup must run, whatever the others raise
                 log.error("cleanup of permanences.%s failed: %s", name, exc)
                 errors.append(PermanenceError(f"cleanup() failed: {exc!r}", key=f"permanences.{name}"))
         return errors

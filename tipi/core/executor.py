@@ -107,7 +107,7 @@ class PipelineExecutor:
     def _checkpoint_after_interrupt(self, exc: Interrupted) -> None:
         try:
             self.controller.checkpoint_permanences()
-        except BaseException as ckpt_exc:  # the interrupt stays the error
+        except BaseException as ckpt_exc:  # noqa: BLE001 - the interrupt stays the error the user sees
             exc.add_note(f"checkpoint on interrupt failed: {ckpt_exc!r}")
         self._cleanup_attached(exc)
         previous = self.previous_handlers.get(exc.signum)

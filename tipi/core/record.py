@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -10,13 +11,13 @@ import socket
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import StrEnum
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from tipi.core.atomic import atomic_write_text
+from tipi.atomic import atomic_write_text
 
 __all__ = ["RunRecord", "RunStatus", "atomic_write_text"]
 
@@ -41,7 +42,7 @@ SLURM_VARS = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLUR
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _git_state() -> dict[str, Any]:
@@ -74,10 +75,8 @@ def _git_state_at(cwd_str: str) -> dict[str, Any]:
 def _versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
     for dist in ("tipi", "torch", "hydra-core", "omegaconf", "wandb", "submitit"):
-        try:
+        with contextlib.suppress(metadata.PackageNotFoundError):  # not installed: not recorded
             versions[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            pass
     return versions
 
 

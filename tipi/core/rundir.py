@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from tipi.core.errors import ConfigError
+from tipi.core.record import RunStatus
 
 # One claim per name and process: Hydra resolves hydra.run.dir more than once.
 _claimed: dict[str, str] = {}
@@ -86,7 +87,7 @@ def _same_slurm_job(record: dict[str, Any]) -> bool:
 
 def _process_alive(record: dict[str, Any]) -> bool:
     """Whether the process run.json names may still be running (unknown hosts count as alive)."""
-    if record.get("status") not in ("running", None):
+    if record.get("status") not in (RunStatus.RUNNING, None):
         return False
     if record.get("host") != socket.gethostname():
         return True

@@ -83,8 +83,8 @@ def _hydra_output_dir() -> Path | None:
 def _hydra_overrides() -> list[str] | None:
     from hydra.core.hydra_config import HydraConfig
 
-    if HydraConfig.initialized():
-        return list(HydraConfig.get().overrides.task)
+    if HydraConfig.initialized():  # unresolved: an override may hold a ${...} the builder reports
+        return [str(o) for o in OmegaConf.to_container(HydraConfig.get().overrides.task, resolve=False) or []]
     return None
 
 
@@ -122,8 +122,11 @@ class PipelineRunner:
         cyclic garbage collector is paused meanwhile (:func:`~tipi.core.controller.cyclic_gc_paused`).
         """
         with cyclic_gc_paused():
-            permanences, specs = PipelineBuilder(self.cfg).build()
-            return PipelineController(permanences, specs, RunContext(run_dir=self.run_dir, cfg=self.cfg))
+            builder = PipelineBuilder(self.cfg)
+            permanences, specs = builder.build(check_permanences=False)
+            controller = PipelineController(permanences, specs, RunContext(run_dir=self.run_dir, cfg=self.cfg))
+            builder.check_permanences()  # last: the network imports its model's module (torch)
+            return controller
 
     def run(self) -> float | None:
         """Build, run the pipeline once, and keep ``run.json`` true whatever happens; return the objective.

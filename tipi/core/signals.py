@@ -93,5 +93,5 @@ class SignalDeferral:
         try:
             yield previous_handlers
         finally:
-            for signum, previous in installed.items():
-                signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
+            for number, handler in installed.items():
+                signal.signal(number, handler if handler is not None else signal.SIG_DFL)

@@ -10,6 +10,7 @@ then ask :mod:`tipi.distributed.comm` (``is_main_process``, ``wrap_ddp``,
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import sys
 from collections.abc import Mapping
@@ -50,6 +51,7 @@ class Distributed(Permanence):
         self._owns_group = False
         self._log_handler: logging.Handler | None = None
         self._quieted: list[tuple[logging.Handler, int]] = []
+        self._detached: list[logging.Handler] = []
 
     # -- lifecycle ----------------------------------------------------------
     def initialize(self) -> None:
@@ -101,7 +103,7 @@ class Distributed(Permanence):
         """Gather every rank's host and device; rank 0 records them in run.json."""
         device = self.controller.permanences.get("device")
         mine = {"rank": self.env.rank, "host": socket.gethostname(),
-                "device": str(getattr(device, "device", None) or "cpu"), "pid": __import__("os").getpid()}
+                "device": str(getattr(device, "device", None) or "cpu"), "pid": os.getpid()}
         ranks: list[Any] = [mine]
         if self.env.distributed:
             import torch.distributed as dist
@@ -115,8 +117,14 @@ class Distributed(Permanence):
                                        "started_by": self.env.source, "ranks": self.ranks})
 
     def _agree(self, signum: int | None) -> int | None:
+        """Every rank learns whether any rank holds a stop signal, so all stop after the same step."""
         device = getattr(self.controller.permanences.get("device"), "device", None) if self.backend == "nccl" else None
-        return comm.agree_on_signal(signum, device)
+        agreed = comm.agree_on_signal(signum, device)
+        if agreed is not None:
+            state = getattr(self.controller.permanences.get("network"), "state", None) or {}
+            log.warning("rank %d: signal %d reached %s: stopped after step %s", self.env.rank, agreed,
+                        "this rank" if signum else "another rank", state.get("step", "?"))
+        return agreed
 
     def get_state(self) -> dict[str, Any]:
         """Rank, world size and backend."""
@@ -125,6 +133,7 @@ class Distributed(Permanence):
     def cleanup(self) -> None:
         """Leave this rank's error for rank 0, wait for the others on a clean exit, leave the process group."""
         failure = sys.exc_info()[1]  # cleanup runs inside the executor's except clause when the run fails
+        self.controller.signals.agree = None
         try:
             if self.env.distributed and self._owns_group:
                 self._leave_group(failure)
@@ -143,7 +152,6 @@ class Distributed(Permanence):
                 dist.barrier()
             except Exception as exc:  # noqa: BLE001 - a peer that is gone already; leave anyway
                 log.warning("rank %d: the closing barrier failed: %s", self.env.rank, exc)
-        self.controller.signals.agree = None
         if dist.is_initialized():
             dist.destroy_process_group()
         self._owns_group = False
@@ -173,13 +181,22 @@ class Distributed(Permanence):
             self._log_handler = None
 
     def _quiet_console(self) -> None:
-        """Ranks other than 0 keep the terminal for errors only."""
-        for handler in logging.getLogger().handlers:
-            if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+        """Ranks other than 0 keep the terminal for errors only, and write no shared log (Hydra's job log)."""
+        root = logging.getLogger()
+        for handler in list(root.handlers):
+            if handler is self._log_handler:
+                continue
+            if isinstance(handler, logging.FileHandler):
+                if not handler.baseFilename.endswith(f"rank{self.env.rank}.log"):
+                    root.removeHandler(handler)
+                    self._detached.append(handler)
+            elif isinstance(handler, logging.StreamHandler):
                 self._quieted.append((handler, handler.level))
                 handler.setLevel(logging.ERROR)
 
     def _restore_console(self) -> None:
         for handler, level in self._quieted:
             handler.setLevel(level)
-        self._quieted = []
+        for detached in self._detached:
+            logging.getLogger().addHandler(detached)
+        self._quieted, self._detached = [], []

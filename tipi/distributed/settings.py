@@ -57,8 +57,11 @@ class Settings:
         """Ranks in all: ``nproc_per_node * nnodes``."""
         return int(self.nproc_per_node) * int(self.nnodes)
 
-    def check(self, device: str | None = None) -> None:
-        """Refuse what cannot run; warn about what would run slowly."""
+    def check(self, device: str | None = None, runs_here: bool = False) -> None:
+        """Refuse what cannot run; ``runs_here``: also what cannot run on this machine (nccl without CUDA).
+
+        A config composed on a login node for GPU nodes (``launcher=slurm``) is checked for CUDA where it runs.
+        """
         for key in ("nproc_per_node", "nnodes"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -73,7 +76,7 @@ class Settings:
         if not isinstance(self.timeout_s, (int, float)) or self.timeout_s <= 0:
             raise ConfigError(f"must be a positive number of seconds, got {self.timeout_s!r}",
                               key="distributed.timeout_s")
-        if self.backend == "nccl" and ((device or "auto") in ("cpu", "mps") or not cuda_present()):
+        if runs_here and self.backend == "nccl" and ((device or "auto") in ("cpu", "mps") or not cuda_present()):
             raise ConfigError("nccl needs CUDA devices, and this run has none", key="distributed.backend",
                               hint="Use distributed.backend=gloo (or auto) on a CPU machine.")
 

@@ -18,6 +18,7 @@ import os
 import signal
 import sys
 import tempfile
+import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -53,7 +54,7 @@ def runner_for(cfg: DictConfig) -> Any:
         return runner
     settings = Settings.from_config(node)
     device = str(runner.cfg.get("device", "auto"))
-    settings.check(device=device)
+    settings.check(device=device, runs_here=True)
     if env.distributed or settings.world_size == 1:
         return as_rank(runner, env)
     if settings.nnodes > 1:
@@ -121,7 +122,9 @@ class ElasticStart:
             config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=self.settings.nproc_per_node,
                                   run_id=uuid.uuid4().hex, rdzv_backend="c10d", rdzv_endpoint="127.0.0.1:0",
                                   max_restarts=0, monitor_interval=0.1, start_method="spawn",
-                                  logs_specs=DefaultLogsSpecs(log_dir=logs))
+                                  logs_specs=DefaultLogsSpecs(log_dir=logs),
+                                  # signalled, the ranks stop after a step and checkpoint: give them the time
+                                  shutdown_timeout=int(self.settings.timeout_s))
             try:
                 results = elastic_launch(config, worker_main)(asdict(spec))
             except SignalException as exc:
@@ -156,6 +159,13 @@ def _worker_logging(rank: int) -> None:
     root.addHandler(console)
 
 
+def _wait_for_outcome(run_dir: Path, timeout_s: float = 30.0) -> None:
+    """Wait (a moment) until rank 0 has recorded how the run ended, before this rank exits."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and RunRecord(run_dir).data.get("status") == RunStatus.RUNNING:
+        time.sleep(0.05)
+
+
 def worker_main(spec: dict[str, Any]) -> float | None:
     """One worker of tipi's own start: run the parent's resolved config as this rank."""
     from tipi.core.config import register_resolvers
@@ -172,6 +182,8 @@ def worker_main(spec: dict[str, Any]) -> float | None:
     try:
         return runner.run()
     except Interrupted as exc:
+        if env.rank != 0:  # every rank stopped after the same step; the agent stops the rest once one exits
+            _wait_for_outcome(Path(spec["run_dir"]))
         raise SystemExit(exc.exit_code) from None
     except Exception as exc:
         if os.environ.get("TIPI_TRACEBACK", "") not in ("", "0"):

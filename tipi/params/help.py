@@ -1,8 +1,8 @@
 """``python -m tipi --help``: every process and permanence with its parameters, types and defaults.
 
 Hydra renders its help from a template whose placeholders are fixed
-(``$CONFIG``, ``$APP_CONFIG_GROUPS``, ...); :func:`install_help` wraps that
-rendering (``Hydra.get_help``) to add a section before the footer, read from
+(``$CONFIG``, ``$APP_CONFIG_GROUPS``, ...); :func:`tipi.params.install` wraps
+that rendering (``Hydra.get_help``) to add this section before the footer, read from
 the composed config's targets the way the composition read them
 (:mod:`tipi.params.signature`). So ``python -m tipi +experiment=seg --help``
 shows the pipeline that command would run. The template itself stays plain
@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from tipi.params.nodes import target_nodes, target_of
 from tipi.params.target import Param, TargetInfo
 
-__all__ = ["install_help", "params_help"]
+__all__ = ["params_help", "with_params_section"]
 
 HEADING = """== Processes and permanences ==
 Every parameter of a process or permanence is a config key with its default, listed or
@@ -28,7 +28,6 @@ not in the config above; set it without +: processes.train.epochs=5, data.batch_
 "config:" marks a value the config sets in place of the default.
 """
 _UNSET = object()
-_MARK = "__tipi_params__"
 
 
 def format_value(value: Any) -> str:
@@ -46,7 +45,7 @@ def format_value(value: Any) -> str:
 
 def _configured(node: DictConfig, name: str) -> Any:
     """The node's raw value for ``name`` (interpolations unresolved), or ``_UNSET``."""
-    child = node._get_node(name) if name in node else None
+    child = node._get_node(name, validate_access=False)  # None when absent; nothing resolved
     if child is None:
         return _UNSET
     if isinstance(child, DictConfig) or OmegaConf.is_list(child):
@@ -92,19 +91,3 @@ def with_params_section(text: str, footer: str, cfg: DictConfig) -> str:
     if at < 0:
         return f"{text}\n{section}"
     return f"{text[:at]}{section}\n{text[at:]}"
-
-
-def install_help() -> None:
-    """Wrap Hydra's help rendering to add the section (idempotent)."""
-    from hydra._internal.hydra import Hydra
-
-    original = Hydra.get_help
-    if getattr(original, _MARK, False):
-        return
-
-    def get_help(self: Hydra, help_cfg: DictConfig, cfg: DictConfig, args_parser: Any, resolve: bool) -> str:
-        text = original(self, help_cfg, cfg, args_parser, resolve)
-        return with_params_section(text, str(help_cfg.get("footer") or ""), cfg)
-
-    setattr(get_help, _MARK, True)
-    Hydra.get_help = get_help  # type: ignore[method-assign]

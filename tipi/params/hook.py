@@ -43,10 +43,9 @@ from tipi.params.target import config_default
 if TYPE_CHECKING:
     from hydra.core.override_parser.types import Override
 
-__all__ = ["UnknownParameter", "install_overrides", "prepare"]
+__all__ = ["UnknownParameter", "apply_overrides", "check_key", "prepare"]
 
 _SPECIAL = re.compile(r"^_.+_$")  # _target_, _recursive_, ...: Hydra's keys, not parameters
-_MARK = "__tipi_params__"
 
 
 def _unknown_parameter_class() -> type[ConfigError]:
@@ -69,17 +68,19 @@ def _fill(entry: TargetNode, *, required: bool = True) -> None:
     """Add the parameters the node does not list, with their defaults (``???`` for ``required`` ones)."""
     if entry.info is None:
         return
-    for param in entry.info.params:
-        if param.name in entry.node or (param.required and not required):
-            continue
-        fits, value = config_default(param)
-        if not fits:
-            continue  # not representable in a config: the target keeps its own default
-        try:
-            with open_dict(entry.node):
+    listed = set(entry.node.keys())  # not "in node": DictConfig.__contains__ resolves interpolations
+    missing = [p for p in entry.info.params if p.name not in listed and (required or not p.required)]
+    if not missing:
+        return
+    with open_dict(entry.node):
+        for param in missing:
+            fits, value = config_default(param)
+            if not fits:
+                continue  # not representable in a config: the target keeps its own default
+            try:
                 entry.node[param.name] = value
-        except OmegaConfBaseException:
-            continue  # a typed (structured) node that refuses it: as before, the builder judges
+            except OmegaConfBaseException:
+                continue  # a typed (structured) node that refuses it: as before, the builder judges
 
 
 def _refuse(key: str, word: str, valid: Sequence[str], what: str, hint: str | None = None) -> ConfigError:
@@ -89,14 +90,13 @@ def _refuse(key: str, word: str, valid: Sequence[str], what: str, hint: str | No
     return error
 
 
-def _check_section(override: Override, cfg: DictConfig, added: set[str]) -> None:
+def _check_section(key: str, cfg: DictConfig, added: set[str]) -> None:
     """``processes.trian.lr=1``: a process (or permanence) that does not exist, with a "did you mean".
 
     ``added``: nodes that ``+`` overrides on the same command line add.
     """
-    parts = override.key_or_group.split(".")
-    if len(parts) < 2 or parts[0] not in SECTIONS or override.type.name != "CHANGE" \
-            or ".".join(parts[:2]) in added:
+    parts = key.split(".")
+    if len(parts) < 2 or parts[0] not in SECTIONS or ".".join(parts[:2]) in added:
         return
     parent = cfg._get_node(parts[0]) if parts[0] in cfg else None
     if isinstance(parent, DictConfig) and not parent._is_none() and parts[1] not in parent:
@@ -123,7 +123,8 @@ def _rewrite(override: Override, by_key: dict[str, TargetNode], cfg: DictConfig,
         return override
     owner = _owner(override.key_or_group, by_key)
     if owner is None:
-        _check_section(override, cfg, added)
+        if override.type is OverrideType.CHANGE:
+            _check_section(override.key_or_group, cfg, added)
         return override
     entry, name, below = owner
     key = ".".join([entry.key, name, *below])
@@ -139,6 +140,24 @@ def _rewrite(override: Override, by_key: dict[str, TargetNode], cfg: DictConfig,
     if override.type is OverrideType.CHANGE and name not in entry.node and not info.accepts_any:
         raise _refuse(f"{entry.key}.{name}", name, info.names, "parameter")
     return override
+
+
+def check_key(key: str, cfg: DictConfig) -> None:
+    """Refuse ``key`` as an override of ``cfg`` would be refused: a process, permanence or parameter that is not there.
+
+    For keys a later composition will set (a sweep's parameter names), so the
+    mistake is reported before the first run rather than by each.
+    """
+    entries = list(target_nodes(cfg))
+    owner = _owner(key, {e.listed_as: e for e in entries} | {e.key: e for e in entries})
+    if owner is None:
+        _check_section(key, cfg, set())
+        return
+    entry, name, _ = owner
+    info = entry.info
+    if info is not None and not _SPECIAL.match(name) and info.get(name) is None and name not in entry.node \
+            and not info.accepts_any:
+        raise _refuse(f"{entry.key}.{name}", name, info.names, "parameter")
 
 
 def _override_targets(overrides: Sequence[Override]) -> dict[str, str]:
@@ -178,25 +197,11 @@ def _opened(nodes: Sequence[DictConfig]) -> Iterator[None]:
             OmegaConf.set_struct(node, flag)
 
 
-def _wrap(original: Callable[[list[Override], DictConfig], None]) -> Callable[[list[Override], DictConfig], None]:
-    def apply_overrides(overrides: list[Override], cfg: DictConfig) -> None:
-        rewritten, nodes = prepare(overrides, cfg)
-        with _opened(nodes):
-            original(rewritten, cfg)
-        for entry in target_nodes(cfg):  # nodes the overrides added or replaced get their defaults too
-            _fill(entry, required=False)  # a missing required one stays the builder's to name
-
-    setattr(apply_overrides, _MARK, True)
-    apply_overrides.__doc__ = "Hydra's override step, after tipi fills in signature defaults (tipi.params)."
-    return apply_overrides
-
-
-def install_overrides() -> None:
-    """Put the wrapper around Hydra's override step in place (idempotent)."""
-    from hydra._internal.config_loader_impl import ConfigLoaderImpl
-
-    current = ConfigLoaderImpl.__dict__["_apply_overrides_to_config"]
-    function = current.__func__ if isinstance(current, staticmethod) else current
-    if getattr(function, _MARK, False):
-        return
-    ConfigLoaderImpl._apply_overrides_to_config = staticmethod(_wrap(function))  # type: ignore[method-assign,assignment]
+def apply_overrides(original: Callable[[list[Override], DictConfig], None], overrides: list[Override],
+                    cfg: DictConfig) -> None:
+    """Hydra's override step (``original``), with the signatures' defaults filled in before and after it."""
+    rewritten, nodes = prepare(overrides, cfg)
+    with _opened(nodes):
+        original(rewritten, cfg)
+    for entry in target_nodes(cfg):  # nodes the overrides added or replaced get their defaults too
+        _fill(entry, required=False)  # a missing required one stays the builder's to name

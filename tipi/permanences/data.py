@@ -234,7 +234,7 @@ class FolderData(Data):
             folder = FolderDataset(self.root, image_size=self.image_size, num_classes=self.num_classes,
                                    mask_values=self.mask_values)
             folder.check_masks()  # a mask value that is no class stops the run here, not batches into training
-        full = _DataErrors(folder)
+        full: Any = _DataErrors(folder)  # map-style: all Subset and DataLoader need
         n = len(full)
         n_val = max(1, round(n * self.val_fraction)) if self.val_fraction else 0
         n_test = max(1, round(n * self.test_fraction)) if self.test_fraction else 0

@@ -23,7 +23,7 @@ class Hyperparameters(Permanence):
             container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
             assert isinstance(container, dict)
             container.pop("hydra", None)
-            self.config = container
+            self.config = {str(k): v for k, v in container.items()}
 
     def get(self, dotted_key: str, default: Any = None) -> Any:
         """A value by dotted key (``optimizer.lr``-style paths into the resolved config)."""

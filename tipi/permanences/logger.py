@@ -82,17 +82,23 @@ class MetricsLogger(Permanence):
             the ``logger`` config group's options put them under ``logger.trackers``.
         finish_timeout: seconds the end of a run waits for trackers to send
             what is queued; a tracker still busy then is reported failed.
+        flush_every: seconds between the trackers' rounds of writing (metrics
+            reach them at most this late); 0 hands over each call at once.
     """
 
     def __init__(
-        self, filename: str = "metrics.jsonl", trackers: Mapping[str, Any] | None = None, finish_timeout: float = 60.0
+        self,
+        filename: str = "metrics.jsonl",
+        trackers: Mapping[str, Any] | None = None,
+        finish_timeout: float = 60.0,
+        flush_every: float = 1.0,
     ) -> None:
         self.filename = filename
         self.summary: dict[str, Any] = {}
         self.step = 0
         self._file: IO[str] | None = None
         self.path: Path | None = None
-        self.hub = TrackerHub(build_trackers(trackers), finish_timeout=finish_timeout)
+        self.hub = TrackerHub(build_trackers(trackers), finish_timeout=finish_timeout, flush_every=flush_every)
         self._reported: dict[str, str] = {}
 
     # -- lifecycle ----------------------------------------------------------

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from tipi.core.atomic import atomic_write
+from tipi.atomic import atomic_write
 from tipi.core.errors import CheckpointError, ConfigError
 from tipi.core.permanence import Permanence
 from tipi.distributed import barrier, get_world_size, is_main_process, wrap_ddp
@@ -47,7 +47,8 @@ def _rng_states() -> dict[str, Any]:
     import numpy as np
     import torch
 
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    assert not isinstance(keys, str)  # the legacy tuple: (name, key array, ...)
     states: dict[str, Any] = {
         "python": random.getstate(),
         "numpy": (kind, torch.from_numpy(keys.astype("int64")), pos, has_gauss, cached),

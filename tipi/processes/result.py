@@ -19,7 +19,7 @@ def save_predictions(network: Network, data: Data, path: Path, num_samples: int 
     from tipi.vision.figures import save_prediction_grid
 
     dataset = data.datasets.get("val") or data.datasets["train"]
-    n = min(num_samples, len(dataset))
+    n = min(num_samples, len(dataset))  # type: ignore[arg-type]  # map-style datasets have a length
     images, masks = zip(*(dataset[i] for i in range(n)), strict=True)
     batch = torch.stack(images)
     model = network.model

@@ -85,6 +85,7 @@ class EvaluationProcess(PipelineProcess):
             from tipi.permanences.network import load_checkpoint
 
             model = copy.deepcopy(network.model)
+            assert model is not None  # initialized by the network permanence
             model.load_state_dict(load_checkpoint(best)["model"])
         metrics = evaluate(model, network, data, self.split, self.controller)
         logger = logger_of(self.controller)

@@ -47,8 +47,12 @@ def parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true")
     again = sweep_sub.add_parser("resubmit", help="relaunch the failed, lost and cancelled jobs, resuming each")
     again.add_argument("sweep", type=Path)
-    again.add_argument("--status", action="append", default=[],
-                       help="resubmit jobs with these statuses (default: failed, lost, cancelled)")
+    again.add_argument(
+        "--status",
+        action="append",
+        default=[],
+        help="resubmit jobs with these statuses (default: failed, lost, cancelled)",
+    )
     cmp_ = sub.add_parser("compare", help="a PNG: objective vs each swept parameter, validation curves")
     cmp_.add_argument("sweep", type=Path)
     cmp_.add_argument("--out", type=Path, help="where to write it (default: <sweep>/compare.png)")
@@ -101,13 +105,17 @@ def cmd_list(args: argparse.Namespace) -> int:
         from tipi.core.errors import did_you_mean
 
         guess = did_you_mean(sorted(unknown)[0], [str(s) for s in RunStatus])
-        raise RunsError(f"unknown status '{sorted(unknown)[0]}'; statuses: {', '.join(RunStatus)}",
-                        hint=f"Did you mean '{guess}'?" if guess else None)
+        raise RunsError(
+            f"unknown status '{sorted(unknown)[0]}'; statuses: {', '.join(RunStatus)}",
+            hint=f"Did you mean '{guess}'?" if guess else None,
+        )
     try:
         since = scan.parse_since(args.since) if args.since else None
     except ValueError:
-        raise RunsError(f"--since '{args.since}' is neither a date nor an age",
-                        hint="Write 2026-11-30, 2026-11-30T14:00, 90m, 6h or 2d.") from None
+        raise RunsError(
+            f"--since '{args.since}' is neither a date nor an age",
+            hint="Write 2026-11-30, 2026-11-30T14:00, 90m, 6h or 2d.",
+        ) from None
     rows = [scan.read_run(path) for path in scan.find_runs(roots)]
     rows = [r for r in rows if scan.keep(r, statuses=statuses, tags=_split(args.tag), since=since, globs=args.glob)]
     rows = _sorted(rows, "objective" if args.best else args.sort)
@@ -138,11 +146,16 @@ def _sorted(rows: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
 def _cells(row: dict[str, Any]) -> dict[str, str]:
     from tipi.runs.summary import number, relative
 
-    return {"status": row["status"], "objective": number(row["objective"]),
-            "duration_s": number(row["duration_s"], ".1f"),
-            "started": (row["started"] or "")[:19].replace("T", " "), "name": str(row["name"] or ""),
-            "tags": " ".join(row["tags"]), "overrides": " ".join(row["overrides"]),
-            "run_dir": relative(row["run_dir"], Path.cwd())}
+    return {
+        "status": row["status"],
+        "objective": number(row["objective"]),
+        "duration_s": number(row["duration_s"], ".1f"),
+        "started": (row["started"] or "")[:19].replace("T", " "),
+        "name": str(row["name"] or ""),
+        "tags": " ".join(row["tags"]),
+        "overrides": " ".join(row["overrides"]),
+        "run_dir": relative(row["run_dir"], Path.cwd()),
+    }
 
 
 def _print_runs(rows: list[dict[str, Any]], roots: list[Path]) -> None:

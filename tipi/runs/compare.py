@@ -64,9 +64,15 @@ def collect(sweep_dir: Path) -> list[dict[str, Any]]:
     jobs = []
     for num, job_dir in job_dirs(sweep_dir):
         record = read_json(job_dir / "run.json") or {}
-        jobs.append({"job": num, "params": _params(job_overrides(job_dir, record)),
-                     "objective": record.get("objective"), "objective_name": run_settings(job_dir).get("objective"),
-                     "metrics": _metrics(job_dir)})
+        jobs.append(
+            {
+                "job": num,
+                "params": _params(job_overrides(job_dir, record)),
+                "objective": record.get("objective"),
+                "objective_name": run_settings(job_dir).get("objective"),
+                "metrics": _metrics(job_dir),
+            }
+        )
     return jobs
 
 

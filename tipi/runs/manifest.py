@@ -33,8 +33,15 @@ def load(sweep_dir: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) and isinstance(data.get("jobs"), list) else None
 
 
-def record_submission(sweep_dir: Path, *, executor: str, launcher: Mapping[str, Any], wait: bool,
-                      submitted: Sequence[Mapping[str, Any]], command: Mapping[str, Any]) -> Path:
+def record_submission(
+    sweep_dir: Path,
+    *,
+    executor: str,
+    launcher: Mapping[str, Any],
+    wait: bool,
+    submitted: Sequence[Mapping[str, Any]],
+    command: Mapping[str, Any],
+) -> Path:
     """Add submitted jobs (``num``, ``overrides``, ``run_dir``, ``job_id``) to the manifest; return its path.
 
     A job already in the manifest (same run directory: a resubmission) gains
@@ -43,14 +50,24 @@ def record_submission(sweep_dir: Path, *, executor: str, launcher: Mapping[str, 
     """
     sweep_dir = Path(sweep_dir)
     now = datetime.now(UTC).isoformat(timespec="seconds")
-    data = load(sweep_dir) or {"version": VERSION, "executor": executor, "launcher": dict(launcher),
-                               "command": dict(command), "jobs": []}
+    data = load(sweep_dir) or {
+        "version": VERSION,
+        "executor": executor,
+        "launcher": dict(launcher),
+        "command": dict(command),
+        "jobs": [],
+    }
     by_dir = {job["run_dir"]: job for job in data["jobs"] if isinstance(job, dict) and "run_dir" in job}
     for job in submitted:
         entry = by_dir.get(str(job["run_dir"]))
         if entry is None:
-            entry = {"num": job["num"], "overrides": list(job["overrides"]), "run_dir": str(job["run_dir"]),
-                     "job_ids": [], "submitted": []}
+            entry = {
+                "num": job["num"],
+                "overrides": list(job["overrides"]),
+                "run_dir": str(job["run_dir"]),
+                "job_ids": [],
+                "submitted": [],
+            }
             data["jobs"].append(entry)
             by_dir[entry["run_dir"]] = entry
         entry["job_ids"].append(str(job["job_id"]))
@@ -66,8 +83,11 @@ def current_job_ids(manifest: Mapping[str, Any] | None) -> dict[str, str]:
     """``{run dir: the job id it was last submitted as}``."""
     if not manifest:
         return {}
-    return {job["run_dir"]: job["job_ids"][-1] for job in manifest.get("jobs", [])
-            if isinstance(job, dict) and job.get("job_ids") and "run_dir" in job}
+    return {
+        job["run_dir"]: job["job_ids"][-1]
+        for job in manifest.get("jobs", [])
+        if isinstance(job, dict) and job.get("job_ids") and "run_dir" in job
+    }
 
 
 def recently_submitted(manifest: Mapping[str, Any] | None, within_s: float = RECENT_S) -> set[str]:

@@ -24,8 +24,20 @@ import yaml
 from tipi.core.record import RunStatus
 from tipi.runs.summary import YAML_LOADER, duration, first_line, job_overrides, read_json
 
-SKIP = frozenset({".hydra", ".submitit", "checkpoints", "wandb", "figures", "tensorboard", "mlruns",
-                  "__pycache__", ".git", "node_modules"})
+SKIP = frozenset(
+    {
+        ".hydra",
+        ".submitit",
+        "checkpoints",
+        "wandb",
+        "figures",
+        "tensorboard",
+        "mlruns",
+        "__pycache__",
+        ".git",
+        "node_modules",
+    }
+)
 SWEEP_MARKERS = ("multirun.yaml", "manifest.json", "summary.csv")
 MANIFEST = "manifest.json"
 
@@ -86,7 +98,7 @@ def top_level_block(text: str, key: str) -> Any:
     if match is None:
         return None
     lines = [match.group(0)]
-    for line in text[match.end() + 1:].splitlines():
+    for line in text[match.end() + 1 :].splitlines():
         if line and not line[0].isspace() and not line.startswith("- "):
             break
         lines.append(line)
@@ -178,8 +190,9 @@ def parse_since(text: str) -> datetime:
     return when if when.tzinfo else when.astimezone()
 
 
-def keep(row: Mapping[str, Any], *, statuses: set[str], tags: set[str], since: datetime | None,
-         globs: list[str]) -> bool:
+def keep(
+    row: Mapping[str, Any], *, statuses: set[str], tags: set[str], since: datetime | None, globs: list[str]
+) -> bool:
     """Whether ``row`` passes the filters (an empty filter passes everything)."""
     if statuses and row["status"] not in statuses:
         return False
@@ -192,8 +205,9 @@ def keep(row: Mapping[str, Any], *, statuses: set[str], tags: set[str], since: d
             return False
         if (started if started.tzinfo else started.astimezone()) < since:
             return False
-    return not globs or any(fnmatch.fnmatch(row["run_dir"], g) or fnmatch.fnmatch(row["run_dir"], f"*{g}*")
-                            for g in globs)
+    return not globs or any(
+        fnmatch.fnmatch(row["run_dir"], g) or fnmatch.fnmatch(row["run_dir"], f"*{g}*") for g in globs
+    )
 
 
 def objective_key(row: Mapping[str, Any]) -> tuple[int, float]:

@@ -15,11 +15,21 @@ from collections.abc import Iterable
 
 from tipi.core.record import RunStatus
 
-UNDERWAY = {"PENDING": RunStatus.PENDING, "REQUEUED": RunStatus.PENDING, "REQUEUE_HOLD": RunStatus.PENDING,
-            "REQUEUE_FED": RunStatus.PENDING, "CONFIGURING": RunStatus.PENDING, "RESV_DEL_HOLD": RunStatus.PENDING,
-            "RUNNING": RunStatus.RUNNING, "COMPLETING": RunStatus.RUNNING, "SUSPENDED": RunStatus.RUNNING,
-            "STAGE_OUT": RunStatus.RUNNING, "SIGNALING": RunStatus.RUNNING, "RESIZING": RunStatus.RUNNING,
-            "STOPPED": RunStatus.RUNNING}
+UNDERWAY = {
+    "PENDING": RunStatus.PENDING,
+    "REQUEUED": RunStatus.PENDING,
+    "REQUEUE_HOLD": RunStatus.PENDING,
+    "REQUEUE_FED": RunStatus.PENDING,
+    "CONFIGURING": RunStatus.PENDING,
+    "RESV_DEL_HOLD": RunStatus.PENDING,
+    "RUNNING": RunStatus.RUNNING,
+    "COMPLETING": RunStatus.RUNNING,
+    "SUSPENDED": RunStatus.RUNNING,
+    "STAGE_OUT": RunStatus.RUNNING,
+    "SIGNALING": RunStatus.RUNNING,
+    "RESIZING": RunStatus.RUNNING,
+    "STOPPED": RunStatus.RUNNING,
+}
 FAILED = {"FAILED", "NODE_FAIL", "OUT_OF_MEMORY", "TIMEOUT", "BOOT_FAIL", "DEADLINE", "PREEMPTED", "REVOKED"}
 _ARRAY = re.compile(r"^(\d+)_\[([^\]]+)\]$")
 
@@ -49,8 +59,19 @@ def sacct_states(job_ids: Iterable[str], timeout: float = 60.0) -> dict[str, str
     if not bases or shutil.which("sacct") is None:
         return None
     try:
-        proc = subprocess.run(["sacct", "--noheader", "--parsable2", "--allocations", "--format=JobID,State",
-                               f"--jobs={','.join(bases)}"], capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(
+            [
+                "sacct",
+                "--noheader",
+                "--parsable2",
+                "--allocations",
+                "--format=JobID,State",
+                f"--jobs={','.join(bases)}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     if proc.returncode != 0:
@@ -80,8 +101,9 @@ def process_states(pids: Iterable[str]) -> dict[str, str]:
     return states
 
 
-def resolve(record_status: str | None, state: str | None, *, slurm: bool, just_submitted: bool = False
-            ) -> tuple[str, str]:
+def resolve(
+    record_status: str | None, state: str | None, *, slurm: bool, just_submitted: bool = False
+) -> tuple[str, str]:
     """``(status, why)``: a job's status from its ``run.json`` and what the scheduler says.
 
     ``run.json`` wins once the run ended by itself (succeeded, failed); while it

@@ -28,10 +28,14 @@ def require_run(path: Path) -> Path:
     if is_run_dir(path):
         return path
     if is_sweep_dir(path):
-        raise RunsError(f"'{path}' is a sweep, not a run",
-                        hint=f"`tipi-runs sweep status {path}` shows its jobs; `tipi-runs show {path}/<job>` one job.")
-    raise RunsError(f"'{path}' is neither a run nor a sweep (no run.json or .hydra/ in it)",
-                    hint="`tipi-runs list` shows every run.")
+        raise RunsError(
+            f"'{path}' is a sweep, not a run",
+            hint=f"`tipi-runs sweep status {path}` shows its jobs; `tipi-runs show {path}/<job>` one job.",
+        )
+    raise RunsError(
+        f"'{path}' is neither a run nor a sweep (no run.json or .hydra/ in it)",
+        hint="`tipi-runs list` shows every run.",
+    )
 
 
 def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
@@ -73,8 +77,9 @@ def config_diff(run_dir: Path, defaults: Mapping[str, Any] | None = None) -> lis
     mine = flatten(OmegaConf.to_container(OmegaConf.load(stored), resolve=False))
     base = flatten(defaults if defaults is not None else default_config())
     keys = sorted(set(mine) | set(base))
-    return [(k, base.get(k, MISSING), mine.get(k, MISSING)) for k in keys
-            if base.get(k, MISSING) != mine.get(k, MISSING)]
+    return [
+        (k, base.get(k, MISSING), mine.get(k, MISSING)) for k in keys if base.get(k, MISSING) != mine.get(k, MISSING)
+    ]
 
 
 def details(run_dir: Path) -> dict[str, Any]:
@@ -120,7 +125,7 @@ def render(info: Mapping[str, Any], console: Any) -> None:
     line("overrides", " ".join(info["overrides"]) or "(none)")
     diff = info["config_diff"]
     console.print("[bold]differs from tipi's defaults[/]" + (":" if diff else ": nothing"))
-    for item in ([] if isinstance(diff, str) else diff):
+    for item in [] if isinstance(diff, str) else diff:
         console.print(f"  {escape(item['key'])}: {escape(repr(item['default']))} -> {escape(repr(item['run']))}")
     if isinstance(diff, str):
         console.print(f"  {escape(diff)}")
@@ -128,9 +133,12 @@ def render(info: Mapping[str, Any], console: Any) -> None:
     for n, attempt in enumerate(info["attempts"], 1):
         slurm = attempt.get("slurm") or {}
         job = slurm.get("slurm_job_id", "")
-        console.print(f"  {n}. {attempt.get('status')}  {attempt.get('start')} -> {attempt.get('end')}  "
-                      f"host {attempt.get('host')}" + (f"  SLURM job {job}" if job else "")
-                      + (f"  ({escape(str(attempt['reason']))})" if attempt.get("reason") else ""))
+        console.print(
+            f"  {n}. {attempt.get('status')}  {attempt.get('start')} -> {attempt.get('end')}  "
+            f"host {attempt.get('host')}"
+            + (f"  SLURM job {job}" if job else "")
+            + (f"  ({escape(str(attempt['reason']))})" if attempt.get("reason") else "")
+        )
     if info["metrics"]:
         console.print("[bold]final metrics[/]:")
         for key, value in info["metrics"].items():

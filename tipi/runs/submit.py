@@ -32,8 +32,13 @@ def check_detachable(config: DictConfig) -> None:
     """``launcher.wait=false`` needs a sweeper that does not wait for results (Hydra's basic sweeper)."""
     sweeper = str(OmegaConf.select(config, "hydra.sweeper._target_", default=""))
     if not sweeper.endswith("BasicSweeper"):
-        refuse(ConfigError(f"the sweeper {sweeper} needs each job's result before it picks the next ones",
-                           key="launcher.wait", hint="Keep launcher.wait=true with an optimising sweeper (Optuna)."))
+        refuse(
+            ConfigError(
+                f"the sweeper {sweeper} needs each job's result before it picks the next ones",
+                key="launcher.wait",
+                hint="Keep launcher.wait=true with an optimising sweeper (Optuna).",
+            )
+        )
 
 
 def refuse(error: ConfigError) -> NoReturn:
@@ -51,8 +56,16 @@ def refuse(error: ConfigError) -> NoReturn:
     raise SystemExit(2)
 
 
-def write_manifest(config: DictConfig, executor: str, params: dict[str, Any], wait: bool, jobs: Sequence[Any],
-                   job_overrides: Sequence[Sequence[str]], run_dirs: Sequence[Path | None], first_idx: int) -> None:
+def write_manifest(
+    config: DictConfig,
+    executor: str,
+    params: dict[str, Any],
+    wait: bool,
+    jobs: Sequence[Any],
+    job_overrides: Sequence[Sequence[str]],
+    run_dirs: Sequence[Path | None],
+    first_idx: int,
+) -> None:
     """Record the submitted jobs in ``<sweep dir>/manifest.json`` (:mod:`tipi.runs.manifest`)."""
     from tipi.runs import manifest
 
@@ -65,25 +78,38 @@ def write_manifest(config: DictConfig, executor: str, params: dict[str, Any], wa
         "launcher_choice": OmegaConf.select(config, "hydra.runtime.choices.launcher", default=None),
     }
     triples = zip(jobs, job_overrides, run_dirs, strict=True)
-    submitted = [{"num": idx, "overrides": list(overrides), "run_dir": str(run_dir), "job_id": str(job.job_id)}
-                 for idx, (job, overrides, run_dir) in enumerate(triples, first_idx) if run_dir is not None]
+    submitted = [
+        {"num": idx, "overrides": list(overrides), "run_dir": str(run_dir), "job_id": str(job.job_id)}
+        for idx, (job, overrides, run_dir) in enumerate(triples, first_idx)
+        if run_dir is not None
+    ]
     try:
-        manifest.record_submission(Path(os.path.abspath(str(config.hydra.sweep.dir))), executor=executor,
-                                   launcher=params, wait=wait, submitted=submitted, command=command)
+        manifest.record_submission(
+            Path(os.path.abspath(str(config.hydra.sweep.dir))),
+            executor=executor,
+            launcher=params,
+            wait=wait,
+            submitted=submitted,
+            command=command,
+        )
     except OSError as exc:  # the jobs run anyway; only the runs browser loses track of pending ones
         log.warning("cannot write the sweep's manifest.json: %s", exc)
 
 
-def detach(jobs: Sequence[Any], job_overrides: Sequence[Sequence[str]], run_dirs: Sequence[Path | None],
-           sweep_dir: Path) -> list[JobReturn]:
+def detach(
+    jobs: Sequence[Any], job_overrides: Sequence[Sequence[str]], run_dirs: Sequence[Path | None], sweep_dir: Path
+) -> list[JobReturn]:
     """Say what was submitted and return at once: one completed ``JobReturn`` without a value per job."""
     from hydra.core.utils import filter_overrides
 
     sweep_dir = Path(os.path.abspath(sweep_dir))
     lines = [f"submitted {len(jobs)} job(s); not waiting for them (launcher.wait=false)", f"sweep: {sweep_dir}"]
-    lines += [f"  {job.job_id}  {' '.join(filter_overrides(list(o)))}"
-              for job, o in zip(jobs, job_overrides, strict=True)]
+    lines += [
+        f"  {job.job_id}  {' '.join(filter_overrides(list(o)))}" for job, o in zip(jobs, job_overrides, strict=True)
+    ]
     lines.append(f"follow with: tipi-runs sweep status {sweep_dir}")
     print("\n".join(lines), flush=True)
-    return [JobReturn(overrides=list(o), working_dir=str(d) if d else None, status=JobStatus.COMPLETED,
-                      _return_value=None) for o, d in zip(job_overrides, run_dirs, strict=True)]
+    return [
+        JobReturn(overrides=list(o), working_dir=str(d) if d else None, status=JobStatus.COMPLETED, _return_value=None)
+        for o, d in zip(job_overrides, run_dirs, strict=True)
+    ]

@@ -160,8 +160,13 @@ def write_summary(sweep_dir: Path, rows: list[dict[str, Any]], filename: str = S
 
 def best_row(rows: Sequence[Mapping[str, Any]], mode: str = "max") -> Mapping[str, Any] | None:
     """The succeeded row with the best objective (``mode`` "max" or "min"), if any has one."""
-    scored = [row for row in rows if row["status"] == RunStatus.SUCCEEDED
-              and isinstance(row["objective"], (int, float)) and not isinstance(row["objective"], bool)]
+    scored = [
+        row
+        for row in rows
+        if row["status"] == RunStatus.SUCCEEDED
+        and isinstance(row["objective"], (int, float))
+        and not isinstance(row["objective"], bool)
+    ]
     if not scored:
         return None
     pick = min if mode == "min" else max
@@ -181,8 +186,13 @@ def number(value: Any, fmt: str = ".4g") -> str:
     return "" if value is None else str(value)
 
 
-def print_table(title: str | None, columns: Sequence[str], rows: Iterable[Mapping[str, str]],
-                caption: str | None = None, console: Any = None) -> None:
+def print_table(
+    title: str | None,
+    columns: Sequence[str],
+    rows: Iterable[Mapping[str, str]],
+    caption: str | None = None,
+    console: Any = None,
+) -> None:
     """A Rich table of ``rows`` (cells already markup) on ``console`` (default: stderr)."""
     from rich.console import Console
     from rich.markup import escape
@@ -205,8 +215,9 @@ def relative(path: str, base: Path) -> str:
         return path
 
 
-def print_summary(rows: list[dict[str, Any]], sweep_dir: Path, summary_path: Path, mode: str = "max",
-                  console: Any = None) -> None:
+def print_summary(
+    rows: list[dict[str, Any]], sweep_dir: Path, summary_path: Path, mode: str = "max", console: Any = None
+) -> None:
     """A multirun's rows as a Rich table, kept narrow enough for a terminal.
 
     Overrides that all jobs share go to the caption, run directories are shown
@@ -224,18 +235,23 @@ def print_summary(rows: list[dict[str, Any]], sweep_dir: Path, summary_path: Pat
     columns += ["attempts"] * any(row["attempts"] > 1 for row in rows)
     columns += ["error"] * any(row["error"] for row in rows)
     columns += ["run_dir"]
-    cells = [{
-        "job": str(row["job"]),
-        "overrides": escape(" ".join(o for o in overrides if o not in common)),
-        "status": status_markup(row["status"]),
-        "objective": number(row["objective"]),
-        "duration_s": number(row["duration_s"], ".1f"),
-        "attempts": str(row["attempts"]),
-        "error": escape(row["error"]),
-        "run_dir": escape(relative(row["run_dir"], sweep_dir)),
-    } for row, overrides in zip(rows, split, strict=True)]
+    cells = [
+        {
+            "job": str(row["job"]),
+            "overrides": escape(" ".join(o for o in overrides if o not in common)),
+            "status": status_markup(row["status"]),
+            "objective": number(row["objective"]),
+            "duration_s": number(row["duration_s"], ".1f"),
+            "attempts": str(row["attempts"]),
+            "error": escape(row["error"]),
+            "run_dir": escape(relative(row["run_dir"], sweep_dir)),
+        }
+        for row, overrides in zip(rows, split, strict=True)
+    ]
     print_table(f"multirun summary: {summary_path}", columns, cells, caption, console)
     best = best_row(rows, mode)
     if best is not None and len(rows) > 1:
-        console.print(f"best ({mode}): job {best['job']}, objective {best['objective']:.4g}: "
-                      f"{escape(relative(best['run_dir'], Path.cwd()))}")
+        console.print(
+            f"best ({mode}): job {best['job']}, objective {best['objective']:.4g}: "
+            f"{escape(relative(best['run_dir'], Path.cwd()))}"
+        )

@@ -47,8 +47,10 @@ def require_sweep(path: Path) -> Path:
         raise RunsError(f"'{path}' does not exist", hint="Pass a sweep directory such as multirun/<date>/<time>.")
     if not is_sweep_dir(path):
         what = "a run, not a sweep" if (path / "run.json").is_file() else "neither a run nor a sweep"
-        raise RunsError(f"'{path}' is {what} (no multirun.yaml, manifest.json or summary.csv in it)",
-                        hint="Pass a sweep directory such as multirun/<date>/<time>; `tipi-runs list` shows them.")
+        raise RunsError(
+            f"'{path}' is {what} (no multirun.yaml, manifest.json or summary.csv in it)",
+            hint="Pass a sweep directory such as multirun/<date>/<time>; `tipi-runs list` shows them.",
+        )
     return path
 
 
@@ -73,8 +75,9 @@ def sweep_status(sweep_dir: Path, states: Callable[..., dict[str, str] | None] =
             state = None
         else:
             state = (answer or {}).get(job_id)
-            status, why = resolve((record or {}).get("status"), state, slurm=slurm,
-                                  just_submitted=str(job_dir) in recent)
+            status, why = resolve(
+                (record or {}).get("status"), state, slurm=slurm, just_submitted=str(job_dir) in recent
+            )
         row = job_row(num, job_dir, record, str(status))
         if why and status != RunStatus.SUCCEEDED:
             row["error"] = row["error"] or why
@@ -136,10 +139,17 @@ def resubmit_command(sweep_dir: Path, manifest: Mapping[str, Any], run_dirs: lis
     if command.get("launcher_choice"):
         args.append(f"launcher={command['launcher_choice']}")
     args += [o for o in command.get("hydra_overrides", []) if not o.startswith(dropped)]
-    args += [f"hydra.launcher.{key}={override_value(value)}" for key, value in (manifest.get("launcher") or {}).items()
-             if key != "submitit_folder"]  # it follows hydra.sweep.dir, as it did
-    args += [f"hydra.sweep.dir={_quote(str(sweep_dir))}", "hydra.sweep.subdir=${resume}",
-             "resume=" + ",".join(_quote(str(d)) for d in run_dirs), "launcher.wait=false"]
+    args += [
+        f"hydra.launcher.{key}={override_value(value)}"
+        for key, value in (manifest.get("launcher") or {}).items()
+        if key != "submitit_folder"
+    ]  # it follows hydra.sweep.dir, as it did
+    args += [
+        f"hydra.sweep.dir={_quote(str(sweep_dir))}",
+        "hydra.sweep.subdir=${resume}",
+        "resume=" + ",".join(_quote(str(d)) for d in run_dirs),
+        "launcher.wait=false",
+    ]
     return args
 
 
@@ -147,26 +157,34 @@ def resubmit(sweep_dir: Path, statuses: tuple[str, ...] = REDO) -> tuple[list[di
     """Resubmit the jobs whose status is in ``statuses``; return their rows and the launcher's output."""
     manifest = manifest_io.load(sweep_dir)
     if manifest is None:
-        raise RunsError(f"'{sweep_dir}' has no manifest.json: it was not submitted by launcher=slurm or "
-                        "launcher=submitit_local, so there is nothing to submit again",
-                        hint="Resume a job of a local sweep in place: python -m tipi resume=<job dir>")
+        raise RunsError(
+            f"'{sweep_dir}' has no manifest.json: it was not submitted by launcher=slurm or "
+            "launcher=submitit_local, so there is nothing to submit again",
+            hint="Resume a job of a local sweep in place: python -m tipi resume=<job dir>",
+        )
     rows = sweep_status(sweep_dir)
     redo = [row for row in rows if row["status"] in statuses]
     if not redo:
         counts = ", ".join(f"{n} {s}" for s, n in _counts(rows).items())
-        raise RunsError(f"nothing to resubmit in '{sweep_dir}': no job is {' / '.join(statuses)} ({counts})",
-                        hint="`tipi-runs sweep status <sweep>` shows every job's status.")
+        raise RunsError(
+            f"nothing to resubmit in '{sweep_dir}': no job is {' / '.join(statuses)} ({counts})",
+            hint="`tipi-runs sweep status <sweep>` shows every job's status.",
+        )
     unresumable = [row for row in redo if not (Path(row["run_dir"]) / ".hydra" / "config.yaml").is_file()]
     if unresumable:
         dirs = ", ".join(row["run_dir"] for row in unresumable)
-        raise RunsError(f"cannot resubmit {dirs}: no stored config (.hydra/config.yaml) to resume from",
-                        hint="Run those jobs' overrides again as a new sweep.")
+        raise RunsError(
+            f"cannot resubmit {dirs}: no stored config (.hydra/config.yaml) to resume from",
+            hint="Run those jobs' overrides again as a new sweep.",
+        )
     args = resubmit_command(sweep_dir, manifest, [Path(row["run_dir"]) for row in redo])
     cwd = (manifest.get("command") or {}).get("cwd") or os.getcwd()
     proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=600)
     if proc.returncode != 0:
-        raise RunsError(f"the resubmission failed (exit {proc.returncode}):\n{(proc.stderr or proc.stdout)[-3000:]}",
-                        hint="Command: " + " ".join(args))
+        raise RunsError(
+            f"the resubmission failed (exit {proc.returncode}):\n{(proc.stderr or proc.stdout)[-3000:]}",
+            hint="Command: " + " ".join(args),
+        )
     return redo, proc.stdout
 
 

@@ -20,8 +20,9 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from tipi.core.errors import Interrupted, SweepError
-from tipi.core.record import RunRecord
+from tipi.core.record import RunRecord, RunStatus
 from tipi.sweeps import compose
+from tipi.sweeps.overrides import check_against
 from tipi.sweeps.spec import SweepSpec, import_sweeps
 from tipi.sweeps.summary import print_summary, write_summary
 from tipi.sweeps.trial import Trial, TrialRunner
@@ -71,7 +72,7 @@ def choose_backend(spec: SweepSpec, cfg: DictConfig) -> str:
 
 
 def _best(trials: list[Trial], goal: str) -> Trial | None:
-    scored = [t for t in trials if t.status == "succeeded" and t.objective is not None]
+    scored = [t for t in trials if t.status == RunStatus.SUCCEEDED and t.objective is not None]
     if not scored:
         return None
     pick = max if goal == "max" else min
@@ -89,6 +90,7 @@ def run_sweep(cfg: DictConfig, run_dir: Path) -> float | None:
 
     spec = SweepSpec.from_config(cfg.get("sweep"), objective=OmegaConf.select(cfg, "run.objective"),
                                  objective_mode=OmegaConf.select(cfg, "run.objective_mode"))
+    check_against(spec.parameter_names, cfg)  # a misspelt parameter stops the sweep before its first run
     backend = choose_backend(spec, cfg)
     if backend == "local":
         import_sweeps()  # WandB's engine must be there before the first run starts
@@ -115,20 +117,21 @@ def run_sweep(cfg: DictConfig, run_dir: Path) -> float | None:
     record.start(name=spec.name or OmegaConf.select(cfg, "run.name"), seed=cfg.get("seed"), overrides=base)
     record.update(sweep={"name": spec.name, "method": spec.method, "backend": backend,
                          "metric": spec.wandb.get("metric"), "id": spec.id})
-    status, error = "failed", None
+    status: str = RunStatus.FAILED
+    error: str | None = None
     try:
         engine.run()
-        status = "succeeded"
+        status = RunStatus.SUCCEEDED
     except Interrupted as exc:
-        status, error = ("requeued" if exc.requeue else "interrupted"), str(exc)
+        status, error = (RunStatus.REQUEUED if exc.requeue else RunStatus.INTERRUPTED), str(exc)
         raise
     except BaseException as exc:
         error = (str(exc).splitlines() or [type(exc).__name__])[0]
-        status = "interrupted" if isinstance(exc, (KeyboardInterrupt, SystemExit)) else "failed"
+        status = RunStatus.INTERRUPTED if isinstance(exc, (KeyboardInterrupt, SystemExit)) else RunStatus.FAILED
         raise
     finally:
         status, error, best = _finish(engine, spec, sweep_dir, record, status, error)
-    if status == "failed":
+    if status == RunStatus.FAILED:
         raise SweepError(error or "the sweep failed", key="sweep")
     return best.objective if best else None
 
@@ -142,8 +145,8 @@ def _finish(engine: Any, spec: SweepSpec, sweep_dir: Path, record: RunRecord, st
         path = write_summary(sweep_dir, trials, spec.parameter_names)
         print_summary(trials, spec.parameter_names, title=f"sweep summary: {path}", metric=spec.metric_name,
                       best=best)
-    if status == "succeeded" and trials and not any(t.status == "succeeded" for t in trials):
-        status, error = "failed", f"none of the {len(trials)} sweep runs succeeded"
+    if status == RunStatus.SUCCEEDED and trials and not any(t.status == RunStatus.SUCCEEDED for t in trials):
+        status, error = RunStatus.FAILED, f"none of the {len(trials)} sweep runs succeeded"
     if getattr(engine, "sweep_id", None):
         record.data["sweep"]["id"] = engine.sweep_id
     record.data["runs"] = [t.name for t in trials]

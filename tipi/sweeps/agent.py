@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tipi.core.errors import SweepError
+from tipi.core.record import RunStatus
 from tipi.sweeps.overrides import plain
 from tipi.sweeps.spec import SweepSpec
 from tipi.sweeps.trial import Trial, TrialRunner
@@ -89,7 +90,7 @@ class WandBAgentSweep:
         trial = Trial(index=len(self.trials), name=run_id or str(len(self.trials)), params=agent_parameters())
         self.trials.append(trial)
         self.runner.run(trial)
-        if trial.status != "succeeded":
+        if trial.status != RunStatus.SUCCEEDED:
             # Raised so WandB's agent counts the failure (its stop-after-failures policy);
             # the WandB run itself was already finished as failed by the logger.
             raise SweepError(f"sweep run {trial.name} failed: {trial.error or trial.status}", key="sweep") from None

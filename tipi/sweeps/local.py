@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tipi.core.errors import SweepError
-from tipi.core.record import RunRecord, atomic_write_text
+from tipi.core.record import RunRecord, RunStatus, atomic_write_text
 from tipi.sweeps.overrides import plain
 from tipi.sweeps.spec import SweepSpec, import_sweeps
 from tipi.sweeps.trial import FINISHED, Trial, TrialRunner
@@ -74,7 +74,7 @@ class LocalSweep:
             self.trials.append(trial)
             self._run(trial)
             started += 1
-            consecutive_failures = 0 if trial.status == "succeeded" else consecutive_failures + 1
+            consecutive_failures = 0 if trial.status == RunStatus.SUCCEEDED else consecutive_failures + 1
             if consecutive_failures >= self.spec.max_consecutive_failures:
                 raise SweepError(f"{consecutive_failures} sweep runs failed in a row; stopping the sweep",
                                  key="sweep", hint=f"Last error: {trial.error}")
@@ -99,8 +99,9 @@ class LocalSweep:
         metric = self.spec.metric_name
         history = []
         for trial in self.trials:
-            state = {"succeeded": sweeps.RunState.finished, "failed": sweeps.RunState.failed}.get(
-                trial.status, sweeps.RunState.running)
+            states: dict[str, Any] = {RunStatus.SUCCEEDED: sweeps.RunState.finished,
+                                      RunStatus.FAILED: sweeps.RunState.failed}
+            state = states.get(trial.status, sweeps.RunState.running)
             summary = {metric: trial.objective} if metric and trial.objective is not None else {}
             # pydantic 2 fills SweepRun by the camelCase names (summaryMetrics), as WandB's server sends them.
             history.append(sweeps.SweepRun(name=trial.name, state=state, summaryMetrics=summary,

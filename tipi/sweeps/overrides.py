@@ -15,9 +15,12 @@ import fnmatch
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tipi.core.errors import SweepError
+from tipi.core.errors import ConfigError, SweepError
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
 # An override key: an optional "+" / "++", then dotted (or, for config groups, slashed) names.
 _KEY = re.compile(r"^(\+\+|\+)?([A-Za-z_][\w\-]*(?:[./][A-Za-z_0-9][\w\-]*)*)$")
@@ -184,6 +187,24 @@ def flatten(params: Mapping[str, Any], nested: Mapping[str, Any]) -> dict[str, A
 def param_overrides(params: Mapping[str, Any], nested: Mapping[str, Any], allow: Sequence[str] = ()) -> list[str]:
     """Checked overrides for one sweep run's parameters, in the sweep's order."""
     return [to_override(name, value, allow) for name, value in flatten(params, nested).items()]
+
+
+def check_against(names: Iterable[str], cfg: DictConfig) -> None:
+    """Refuse a parameter name that names a process, permanence or parameter ``cfg`` does not have.
+
+    Each run's composition would refuse it (:mod:`tipi.params`); checking the
+    sweep's own config first stops the sweep before its first run. A ``+name``
+    adds a key on purpose and is left alone.
+    """
+    from tipi.params.hook import check_key
+
+    for name in names:
+        if name.startswith("+"):
+            continue
+        try:
+            check_key(name, cfg)
+        except ConfigError as exc:
+            raise SweepError(exc.message, key=f"sweep.parameters.{name}", hint=exc.hint) from None
 
 
 def check_parameters(nested: Mapping[str, Any], allow: Sequence[str] = (), prefix: str = "") -> list[str]:

@@ -26,8 +26,9 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def summary_rows(trials: Sequence[Trial],
-                 parameter_names: Sequence[str] = ()) -> tuple[list[str], list[dict[str, str]]]:
+def summary_rows(
+    trials: Sequence[Trial], parameter_names: Sequence[str] = ()
+) -> tuple[list[str], list[dict[str, str]]]:
     """Columns and rows: ``run``, one column per parameter, ``status``, ``objective``, ``duration_s``, ..."""
     params: list[str] = list(parameter_names)
     for trial in trials:
@@ -35,9 +36,14 @@ def summary_rows(trials: Sequence[Trial],
     columns = ["run", *params, "status", "objective", "duration_s", "wandb_run_id", "error"]
     rows = []
     for trial in trials:
-        row = {"run": trial.name, "status": trial.status, "objective": _cell(trial.objective),
-               "duration_s": _cell(trial.duration_s), "wandb_run_id": _cell(trial.wandb_run_id),
-               "error": (trial.error or "").splitlines()[0] if trial.error else ""}
+        row = {
+            "run": trial.name,
+            "status": trial.status,
+            "objective": _cell(trial.objective),
+            "duration_s": _cell(trial.duration_s),
+            "wandb_run_id": _cell(trial.wandb_run_id),
+            "error": (trial.error or "").splitlines()[0] if trial.error else "",
+        }
         row.update({p: _cell(trial.params.get(p)) for p in params})
         rows.append(row)
     return columns, rows
@@ -49,14 +55,20 @@ def write_summary(sweep_dir: Path, trials: Sequence[Trial], parameter_names: Seq
     return write_csv(Path(sweep_dir) / SUMMARY_FILE, columns, rows)
 
 
-def print_summary(trials: Sequence[Trial], parameter_names: Sequence[str], title: str,
-                  metric: str | None = None, best: Trial | None = None) -> None:
+def print_summary(
+    trials: Sequence[Trial],
+    parameter_names: Sequence[str],
+    title: str,
+    metric: str | None = None,
+    best: Trial | None = None,
+) -> None:
     """The same rows as a Rich table on stderr; the best run is marked."""
     from rich.markup import escape
 
     columns, rows = summary_rows(trials, parameter_names)
     shown = [c for c in columns if c not in ("wandb_run_id", "error")] + (
-        ["error"] if any(r["error"] for r in rows) else [])
+        ["error"] if any(r["error"] for r in rows) else []
+    )
     cells_rows = []
     for trial, row in zip(trials, rows, strict=True):
         cells = {k: escape(v) for k, v in row.items()}  # values like [1, 2] are not markup

@@ -12,7 +12,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from tipi.core.record import RunRecord
+from tipi.core.record import RunRecord, RunStatus
 from tipi.sweeps import compose
 from tipi.sweeps.overrides import param_overrides, plain
 from tipi.sweeps.spec import SweepSpec
@@ -20,7 +20,7 @@ from tipi.sweeps.spec import SweepSpec
 log = logging.getLogger(__name__)
 
 # Statuses after which a run is not continued (``run.json`` spelling).
-FINISHED = ("succeeded", "failed")
+FINISHED = (RunStatus.SUCCEEDED, RunStatus.FAILED)
 
 
 @dataclass
@@ -30,7 +30,7 @@ class Trial:
     index: int
     name: str
     params: dict[str, Any]
-    status: str = "pending"
+    status: str = RunStatus.PENDING
     objective: float | None = None
     duration_s: float | None = None
     error: str | None = None
@@ -105,7 +105,7 @@ class TrialRunner:
 
         run_dir = trial.run_dir(self.sweep_dir)
         start = time.monotonic()
-        trial.status = "running"
+        trial.status = RunStatus.RUNNING
         shown = " ".join(f"{k}={v}" for k, v in trial.params.items())
         log.info("sweep run %s: %s", trial.name, shown)
         try:
@@ -125,11 +125,11 @@ class TrialRunner:
         record_path = run_dir / "run.json"
         data = RunRecord.load(record_path)
         if data is None:  # it failed before the run started (e.g. its config did not compose)
-            trial.status = "failed"
+            trial.status = RunStatus.FAILED
             return
-        trial.status = str(data.get("status") or "failed")
-        if trial.status == "running":  # ended without finishing its record: killed
-            trial.status = "failed"
+        trial.status = str(data.get("status") or RunStatus.FAILED)
+        if trial.status == RunStatus.RUNNING:  # ended without finishing its record: killed
+            trial.status = RunStatus.FAILED
         trial.wandb_run_id = data.get("wandb_run_id")
         # The sweep's metric, as WandB's server reads it: the run's last logged value.
         name = self.spec.metric_name

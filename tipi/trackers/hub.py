@@ -2,8 +2,15 @@
 
 Training never waits for a tracker: :meth:`TrackerHub.metrics` puts a tuple
 on a queue (a microsecond or two) and a daemon thread does the writing
-(protobuf encoding, HTTP, SQLite). When the queue runs empty the trackers
-flush, so a tracker that batches sends one batch per burst of logging.
+(protobuf encoding, HTTP, SQLite). That thread wakes every ``flush_every``
+seconds and works through what accumulated, then the trackers flush (a
+tracker that batches sends one batch). Waking once a second rather than on
+every ``put`` matters more than it seems: a writer busy in Python holds the
+GIL, and each time the training thread lets go of it (a file write, a
+tensor op) it may wait up to ``sys.getswitchinterval()`` (5 ms) to get it
+back, so a writer woken on every step puts milliseconds on every step,
+while one woken once a second touches a few steps a second.
+``flush_every=0`` hands over every item at once (tests that need the order of events).
 
 A tracker that raises is reported once (a warning naming it, and an entry in
 :attr:`TrackerHub.failures`), released with ``abort()`` and never called
@@ -42,13 +49,16 @@ class TrackerHub:
         trackers: name -> tracker (names are the keys under ``logger.trackers``).
         finish_timeout: seconds :meth:`finish` waits for pending writes and the
             trackers' own ``finish``; a tracker still busy then is reported failed.
+        flush_every: seconds between the worker's rounds; 0: each item at once.
     """
 
-    def __init__(self, trackers: Mapping[str, Tracker], finish_timeout: float = 60.0) -> None:
+    def __init__(self, trackers: Mapping[str, Tracker], finish_timeout: float = 60.0, flush_every: float = 1.0) -> None:
         self.trackers: dict[str, Tracker] = dict(trackers)
         for name, tracker in self.trackers.items():
             tracker.name = name
         self.finish_timeout = float(finish_timeout)
+        self.flush_every = max(0.0, float(flush_every))
+        self._wake = threading.Event()
         self.failures: dict[str, str] = {}
         self.finished: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
@@ -115,10 +125,11 @@ class TrackerHub:
             return {}
         self._queue.put(("finish", outcome))
         self._queue.put(_STOP)
+        self._wake.set()
         thread.join(self.finish_timeout)
         if thread.is_alive():
             with self._lock:
-                for name in self.trackers:
+                for name in list(self.trackers):
                     if name not in self.finished and name not in self.failures:
                         self._report(name, f"still busy after finish_timeout={self.finish_timeout:g} s; abandoned")
         with self._lock:
@@ -127,14 +138,20 @@ class TrackerHub:
     # -- worker thread ------------------------------------------------------
     def _work(self) -> None:
         while True:
-            item = self._queue.get()
-            if item is _STOP:
-                return
-            if item[0] == "finish":
-                self._finish_all(item[1])
-                continue
-            self._call_each(item[0], *item[1:])
-            if self._queue.empty():
+            if self.flush_every > 0:
+                self._wake.wait(self.flush_every)  # metrics() never sets it: no wake-up per step
+                self._wake.clear()
+                items = _drain(self._queue)
+            else:
+                items = [self._queue.get()]
+            for item in items:
+                if item is _STOP:
+                    return
+                if item[0] == "finish":
+                    self._finish_all(item[1])
+                else:
+                    self._call_each(item[0], *item[1:])
+            if items and self._queue.empty():
                 self._call_each("flush")
 
     def _call_each(self, method: str, *args: Any) -> None:
@@ -167,6 +184,16 @@ class TrackerHub:
             return
         self.failures[name] = message
         log.warning("tracker '%s' failed and is dropped (the run and the other trackers go on): %s", name, message)
+
+
+def _drain(items: queue.SimpleQueue[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Everything queued so far, without waiting."""
+    out = []
+    while True:
+        try:
+            out.append(items.get_nowait())
+        except queue.Empty:
+            return out
 
 
 def _quietly(call: Callable[[], Any]) -> None:

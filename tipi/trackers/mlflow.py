@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from tipi.core.errors import ConfigError, TipiError
+from tipi.core.record import RunStatus
 from tipi.trackers.base import Outcome, StepFilter, Tracker, TrackerContext, original_cwd
 
 EXTRA_HINT = "Install the extra: pip install 'tipi[mlflow]'"
@@ -39,7 +40,7 @@ BUILTIN_SCHEMES = (
     "sqlite",
     "uc",
 )
-_END_STATUS = {"succeeded": "FINISHED", "failed": "FAILED"}  # interrupted, requeued: KILLED (resumable)
+_END_STATUS: dict[str, str] = {RunStatus.SUCCEEDED: "FINISHED", RunStatus.FAILED: "FAILED"}  # interrupted, requeued: KILLED (resumable)
 
 
 def known_schemes() -> list[str]:

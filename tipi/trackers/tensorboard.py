@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from tipi.core.record import RunStatus
 from tipi.trackers.base import Outcome, StepFilter, Tracker, TrackerContext, TrackerFailed
 
 log = logging.getLogger(__name__)
@@ -120,7 +121,7 @@ class TensorBoardTracker(Tracker):
 
     def finish(self, outcome: Outcome) -> dict[str, Any]:
         """Write the hyperparameters with the objective (successful runs), then close the writer."""
-        if self.log_hparams and outcome.status == "succeeded" and self._context is not None:
+        if self.log_hparams and outcome.status == RunStatus.SUCCEEDED and self._context is not None:
             self._write_hparams(outcome)
         self.writer.close()
         return {}

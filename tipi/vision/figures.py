@@ -10,14 +10,13 @@ torch is not imported at all (tensors are accepted by duck typing).
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tipi.atomic import atomic_write
 from tipi.vision.transforms import denormalize_image, to_numpy
 
 if TYPE_CHECKING:
@@ -92,23 +91,8 @@ def save_prediction_grid(
     Returns:
         The path written.
     """
-    images_np = to_numpy(images)
-    masks_np = to_numpy(masks).astype(np.int64)
-    preds_np = to_numpy(preds)
-    if preds_np.ndim == 4:
-        preds_np = preds_np.argmax(axis=1)
-    preds_np = preds_np.astype(np.int64)
-    if images_np.ndim != 4 or images_np.shape[1] != 3:
-        raise ValueError(f"images must be [N, 3, H, W], got shape {images_np.shape}")
+    images_np, masks_np, preds_np = _grid_arrays(images, masks, preds)
     n, _, height, width = images_np.shape
-    expected = (n, height, width)
-    if masks_np.shape != expected or preds_np.shape != expected:
-        raise ValueError(
-            f"masks and preds must be [N, H, W] = {list(expected)} to match the images, "
-            f"got {list(masks_np.shape)} and {list(preds_np.shape)}"
-        )
-    if n == 0:
-        raise ValueError("no samples to draw")
     if class_colors is None:
         largest = max(int(masks_np.max()), int(preds_np.max()))
         class_colors = default_class_colors(max(largest + 1, 1))
@@ -136,6 +120,29 @@ def save_prediction_grid(
     return _write_atomically(Path(path), lambda handle: picture.save(handle, format="PNG"))
 
 
+def _grid_arrays(images: torch.Tensor | np.ndarray, masks: torch.Tensor | np.ndarray,
+                 preds: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Images, masks and predicted classes as NumPy arrays of matching shapes (logits are argmax-ed)."""
+    images_np = to_numpy(images)
+    masks_np = to_numpy(masks).astype(np.int64)
+    preds_np = to_numpy(preds)
+    if preds_np.ndim == 4:
+        preds_np = preds_np.argmax(axis=1)
+    preds_np = preds_np.astype(np.int64)
+    if images_np.ndim != 4 or images_np.shape[1] != 3:
+        raise ValueError(f"images must be [N, 3, H, W], got shape {images_np.shape}")
+    n, _, height, width = images_np.shape
+    expected = (n, height, width)
+    if masks_np.shape != expected or preds_np.shape != expected:
+        raise ValueError(
+            f"masks and preds must be [N, H, W] = {list(expected)} to match the images, "
+            f"got {list(masks_np.shape)} and {list(preds_np.shape)}"
+        )
+    if n == 0:
+        raise ValueError("no samples to draw")
+    return images_np, masks_np, preds_np
+
+
 def save_metric_curves(
     history: Sequence[Mapping[str, Any]],
     path: str | Path,
@@ -159,23 +166,7 @@ def save_metric_curves(
         The path written.
     """
     x_key = _x_axis(history)
-    if keys is None:
-        keys = sorted(
-            {
-                key
-                for record in history
-                for key, value in record.items()
-                if key not in _X_KEYS and _is_number(value)
-            }
-        )
-    else:
-        missing = [key for key in keys if not any(key in record for record in history)]
-        if missing:
-            present = sorted({key for record in history for key in record})
-            raise ValueError(f"no record holds {missing}; keys present: {present}")
-    if not keys:
-        raise ValueError("nothing to plot: the history holds no numeric metrics")
-
+    keys = _curve_keys(history, keys)
     panels: dict[str, list[str]] = {}
     for key in keys:
         panels.setdefault(_panel(key), []).append(key)
@@ -207,6 +198,21 @@ def save_metric_curves(
     return _write_atomically(Path(path), lambda handle: figure.savefig(handle, format="png", dpi=100))
 
 
+def _curve_keys(history: Sequence[Mapping[str, Any]], keys: Sequence[str] | None) -> Sequence[str]:
+    """The metrics to plot: ``keys`` (each must be logged somewhere), or every numeric one but the x axis."""
+    if keys is None:
+        keys = sorted({key for record in history for key, value in record.items()
+                       if key not in _X_KEYS and _is_number(value)})
+    else:
+        missing = [key for key in keys if not any(key in record for record in history)]
+        if missing:
+            present = sorted({key for record in history for key in record})
+            raise ValueError(f"no record holds {missing}; keys present: {present}")
+    if not keys:
+        raise ValueError("nothing to plot: the history holds no numeric metrics")
+    return keys
+
+
 def _x_axis(history: Sequence[Mapping[str, Any]]) -> str | None:
     """``epoch`` when every record has a distinct one, else ``step`` when every record has one."""
     have = [key for key in _X_KEYS if history and all(key in record for record in history)]
@@ -225,15 +231,7 @@ def _is_number(value: object) -> bool:
     return isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
 
 
-def _write_atomically(path: Path, write: Callable[[Any], None]) -> Path:
-    """Call ``write`` on a temporary file next to ``path``, then move it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
-    try:
-        with handle:
-            write(handle)
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
+def _write_atomically(path: Path, write: Callable[[Any], object]) -> Path:
+    """Call ``write`` on a temporary file next to ``path``, then move it into place; return ``path``."""
+    atomic_write(path, write)
     return path

@@ -76,6 +76,27 @@ def find_pairs(root: str | Path) -> list[tuple[Path, Path]]:
             f"no 'images' folder in '{root}'",
             hint=f"Expected {image_dir}/<name>{{{','.join(IMAGE_EXTENSIONS)}}} and {mask_dir}/<name>.png.",
         )
+    stems = _image_stems(image_dir)
+    mask_stems = _mask_stems(mask_dir)
+    unmatched_images = [stems[s].name for s in stems if s not in mask_stems]
+    if unmatched_images:
+        raise FolderDataError(
+            f"{len(unmatched_images)} image(s) in '{image_dir}' have no mask in '{mask_dir}': "
+            f"{_listing(unmatched_images)}",
+            hint=f"Each images/<name>.* needs masks/<name>{MASK_EXTENSION}.",
+        )
+    unmatched_masks = [mask_stems[s].name for s in mask_stems if s not in stems]
+    if unmatched_masks:
+        raise FolderDataError(
+            f"{len(unmatched_masks)} mask(s) in '{mask_dir}' have no image in '{image_dir}': "
+            f"{_listing(unmatched_masks)}",
+            hint=f"Each masks/<name>{MASK_EXTENSION} needs images/<name> with one of {', '.join(IMAGE_EXTENSIONS)}.",
+        )
+    return [(stems[s], mask_stems[s]) for s in sorted(stems)]
+
+
+def _image_stems(image_dir: Path) -> dict[str, Path]:
+    """Image file by name stem; refuses other files, an empty folder and two images of one name."""
     images = _files(image_dir)
     foreign = [p.name for p in images if p.suffix.lower() not in IMAGE_EXTENSIONS]
     if foreign:
@@ -96,29 +117,19 @@ def find_pairs(root: str | Path) -> list[tuple[Path, Path]]:
                 hint="Each image needs a unique name so that it matches exactly one mask.",
             )
         stems[path.stem] = path
+    return stems
+
+
+def _mask_stems(mask_dir: Path) -> dict[str, Path]:
+    """PNG mask by name stem (none when there is no masks/ folder); refuses other files."""
     masks = _files(mask_dir) if mask_dir.is_dir() else []
-    mask_stems = {p.stem: p for p in masks if p.suffix.lower() == MASK_EXTENSION}
     not_png = [p.name for p in masks if p.suffix.lower() != MASK_EXTENSION]
     if not_png:
         raise FolderDataError(
             f"'{mask_dir}' holds files that are not PNG masks: {_listing(not_png)}",
             hint="Masks must be lossless single-channel PNGs of class indices.",
         )
-    unmatched_images = [stems[s].name for s in stems if s not in mask_stems]
-    if unmatched_images:
-        raise FolderDataError(
-            f"{len(unmatched_images)} image(s) in '{image_dir}' have no mask in '{mask_dir}': "
-            f"{_listing(unmatched_images)}",
-            hint=f"Each images/<name>.* needs masks/<name>{MASK_EXTENSION}.",
-        )
-    unmatched_masks = [mask_stems[s].name for s in mask_stems if s not in stems]
-    if unmatched_masks:
-        raise FolderDataError(
-            f"{len(unmatched_masks)} mask(s) in '{mask_dir}' have no image in '{image_dir}': "
-            f"{_listing(unmatched_masks)}",
-            hint=f"Each masks/<name>{MASK_EXTENSION} needs images/<name> with one of {', '.join(IMAGE_EXTENSIONS)}.",
-        )
-    return [(stems[s], mask_stems[s]) for s in sorted(stems)]
+    return {p.stem: p for p in masks if p.suffix.lower() == MASK_EXTENSION}
 
 
 class FolderDataset:
@@ -230,20 +241,36 @@ class FolderDataset:
         if self.num_classes is not None and values.size and values.max() >= self.num_classes:
             found = np.unique(values).tolist()
             raise FolderDataError(
-                f"mask '{mask_path}' holds class {int(values.max())} (values {found[:8]}), but num_classes is "
+                f"mask '{mask_path}' holds class {int(values.max())} (masks hold {found[:8]}), but num_classes is "
                 f"{self.num_classes} (valid: 0..{self.num_classes - 1})",
                 hint=_mask_hint(found, self.num_classes))
         return values
 
     def check_masks(self) -> None:
-        """Read every mask once and refuse values that are no class: the run stops before training, not in it."""
+        """Read every mask once and refuse values that are no class: the run stops before training, not in it.
+
+        The message names the first mask at fault and the values found across all masks, so the
+        remedy it suggests (``data.mask_values=[0,255]``) fits the whole folder.
+        """
         import numpy as np
         from PIL import Image
 
+        found: set[int] = set()
+        first_bad: Path | None = None
         for _, mask_path in self.pairs:
             with Image.open(mask_path) as picture:
                 mask = picture if picture.mode in _DIRECT_MODES else picture.convert("I")
-                self._classes(np.asarray(mask, dtype=np.int64), mask_path)
+                values = set(np.unique(np.asarray(mask, dtype=np.int64)).tolist())
+            found |= values
+            if first_bad is None and not self._all_classes(values):
+                first_bad = mask_path
+        if first_bad is not None:
+            self._classes(np.array(sorted(found), dtype=np.int64), first_bad)
+
+    def _all_classes(self, values: set[int]) -> bool:
+        if self.mask_values is not None:
+            return values <= set(self.mask_values)
+        return self.num_classes is None or max(values, default=0) < self.num_classes
 
     def __repr__(self) -> str:
         return f"FolderDataset(root='{self.root}', n={len(self)}, image_size={self.image_size})"

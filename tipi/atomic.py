@@ -1,4 +1,10 @@
-"""Files written so that a reader (or a run killed mid-write) never sees half of one."""
+"""Files written so that a reader (or a run killed mid-write) never sees half of one.
+
+One home for every atomic write: run.json, metrics summaries and manifests
+(``atomic_write_text``), checkpoints (``torch.save`` through ``atomic_write``)
+and figures. It imports nothing of tipi, so the engine and the plain image
+code (``tipi.vision``) both use it.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,7 @@ from pathlib import Path
 from typing import IO
 
 
-def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+def atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
     """Call ``write`` on a temp file beside ``path``, fsync it, then rename it over ``path``.
 
     The temp file is removed whatever happens; an ``OSError`` (a full disk)
