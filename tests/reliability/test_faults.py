@@ -76,8 +76,8 @@ def test_exception_inside_a_process(run_tipi: RunTipi, tmp_path: Path) -> None:
     assert last["state"]["finished"] is True
     assert same_weights(load_checkpoint(run / "checkpoints" / "best.pt")["model"], last["model"])
     assert records(run)  # every line of metrics.jsonl parses
-    # Fixed, the same directory picks up where it stopped: training is not repeated.
-    run_tipi(*QUICK, "hydra.run.dir=run", *recording(log, "a", "b"), *boom("ok"), check=True)
+    # Fixed (the override applied to the resumed run), it picks up where it stopped: training is not repeated.
+    run_tipi(f"resume={run}", "processes.boom.action=ok", check=True)
     record = read_json(run / "run.json")
     assert record["status"] == "succeeded" and [a["status"] for a in record["attempts"]] == ["failed", "succeeded"]
     assert same_weights(load_checkpoint(run / "checkpoints" / "last.pt")["model"], last["model"])

@@ -54,13 +54,15 @@ class SignalDeferral:
             yield
             completed = True
         finally:
-            self._depth -= 1
-            if self._depth == 0:
+            signum: int | None = None
+            if self._depth == 1:
                 signum, self._pending = self._pending, None
                 if completed and self.agree is not None:  # not while an error leaves the block
+                    # still deferring: a signal that arrives while agreeing waits for the next block
                     signum = self.agree(signum)
-                if signum is not None:
-                    raise_interrupt(signum)
+            self._depth -= 1
+            if signum is not None:
+                raise_interrupt(signum)
 
     def handle(self, signum: int, _frame: FrameType | None = None) -> None:
         """A signal handler: keep ``signum`` inside ``atomic()``, raise it at once outside."""

@@ -66,6 +66,14 @@ def first_failure(run_dir: Path, own_error: str | None, wait_s: float = 0.0) -> 
     return (0, own_error) if own_error else None
 
 
+def wait_for_outcome(run_dir: Path, timeout_s: float = 30.0) -> None:
+    """Wait (a moment) until rank 0 has recorded how the run ended."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and (RunRecord.load(Path(run_dir) / "run.json") or {}).get(
+            "status") == RunStatus.RUNNING:
+        time.sleep(0.05)
+
+
 class RankRecord(RunRecord):
     """``run.json`` as one rank of a distributed run sees it: only rank 0 writes.
 
@@ -95,6 +103,10 @@ class RankRecord(RunRecord):
         if self.rank != 0:
             if error:
                 write_rank_error(self.run_dir, self.rank, error)
+            elif status in (RunStatus.INTERRUPTED, RunStatus.REQUEUED):
+                # every rank stopped after the same step; once one exits, the starter (torchrun's agent)
+                # stops the rest: let rank 0 record the outcome first
+                wait_for_outcome(self.run_dir)
             return
         if status != RunStatus.SUCCEEDED and self.world_size > 1:
             failure = first_failure(self.run_dir, error, wait_s=_WAIT_FOR_PEERS_S if error else 0.0)

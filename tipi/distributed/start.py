@@ -13,12 +13,12 @@
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import signal
 import sys
 import tempfile
-import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,6 +35,7 @@ from tipi.distributed.settings import Settings, cpu_cores
 
 log = logging.getLogger(__name__)
 RESOLVED_CONFIG = Path(".hydra") / "resolved.yaml"
+WORKER_SPEC = Path(".hydra") / "workers.json"
 
 
 class DistributedError(TipiError):
@@ -78,7 +79,7 @@ def as_rank(runner: PipelineRunner, env: DistEnv, fields: dict[str, Any] | None 
 
 @dataclass
 class WorkerSpec:
-    """What each worker of tipi's own start needs; plain values, pickled to the spawned processes."""
+    """What each worker of tipi's own start needs: plain values, in ``<run dir>/.hydra/workers.json``."""
 
     config: str
     run_dir: str
@@ -106,32 +107,38 @@ class ElasticStart:
         atomic_write_text(path, OmegaConf.to_yaml(OmegaConf.create(resolved)))
         spec = WorkerSpec(config=str(path), run_dir=str(run_dir), overrides=runner.overrides,
                           resumed_with=runner.resumed_with, argv=list(sys.argv))
+        spec_path = run_dir / WORKER_SPEC
+        atomic_write_text(spec_path, json.dumps(asdict(spec)))
         if "OMP_NUM_THREADS" not in os.environ:  # the agent hands it to the workers: the cores split between them
             os.environ["OMP_NUM_THREADS"] = str(max(1, cpu_cores() // self.settings.nproc_per_node))
-        return self._launch(spec, run_dir)
+        self._launch(spec_path, run_dir)
+        objective = RunRecord(run_dir).data.get("objective")  # rank 0's, as run.json holds it
+        return float(objective) if isinstance(objective, (int, float)) else None
 
-    def _launch(self, spec: WorkerSpec, run_dir: Path) -> float | None:
+    def _launch(self, spec_path: Path, run_dir: Path) -> None:
+        """``python -m tipi.distributed.start <spec>`` on each rank, started and watched by torch's elastic agent.
+
+        Workers are fresh interpreters, as torchrun starts them (not forks or spawns of this process).
+        """
         from torch.distributed.elastic.multiprocessing.api import DefaultLogsSpecs, SignalException
         from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
         from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
         # tipi reports a failed rank itself (its error, from run.json); torch's agent would add a traceback
-        for name in ("torch.distributed.elastic", "torch.multiprocessing.spawn"):
-            logging.getLogger(name).setLevel(logging.CRITICAL)
+        logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
         with tempfile.TemporaryDirectory(prefix="tipi-elastic-") as logs:
             config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=self.settings.nproc_per_node,
                                   run_id=uuid.uuid4().hex, rdzv_backend="c10d", rdzv_endpoint="127.0.0.1:0",
-                                  max_restarts=0, monitor_interval=0.1, start_method="spawn",
+                                  max_restarts=0, monitor_interval=0.1,
                                   logs_specs=DefaultLogsSpecs(log_dir=logs),
                                   # signalled, the ranks stop after a step and checkpoint: give them the time
                                   shutdown_timeout=int(self.settings.timeout_s))
             try:
-                results = elastic_launch(config, worker_main)(asdict(spec))
+                elastic_launch(config, sys.executable)("-m", __name__, str(spec_path))
             except SignalException as exc:
                 raise Interrupted(int(exc.sigval)) from None
             except ChildFailedError as exc:
                 raise self._failure(run_dir, exc) from None
-        return results.get(0)
 
     @staticmethod
     def _failure(run_dir: Path, exc: Exception) -> BaseException:
@@ -159,13 +166,6 @@ def _worker_logging(rank: int) -> None:
     root.addHandler(console)
 
 
-def _wait_for_outcome(run_dir: Path, timeout_s: float = 30.0) -> None:
-    """Wait (a moment) until rank 0 has recorded how the run ended, before this rank exits."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and RunRecord(run_dir).data.get("status") == RunStatus.RUNNING:
-        time.sleep(0.05)
-
-
 def worker_main(spec: dict[str, Any]) -> float | None:
     """One worker of tipi's own start: run the parent's resolved config as this rank."""
     from tipi.core.config import register_resolvers
@@ -181,9 +181,7 @@ def worker_main(spec: dict[str, Any]) -> float | None:
     as_rank(runner, env, fields={"argv": spec["argv"]})
     try:
         return runner.run()
-    except Interrupted as exc:
-        if env.rank != 0:  # every rank stopped after the same step; the agent stops the rest once one exits
-            _wait_for_outcome(Path(spec["run_dir"]))
+    except Interrupted as exc:  # checkpointed; rank 0 has recorded it (RankRecord.finish waits for that)
         raise SystemExit(exc.exit_code) from None
     except Exception as exc:
         if os.environ.get("TIPI_TRACEBACK", "") not in ("", "0"):
@@ -193,3 +191,7 @@ def worker_main(spec: dict[str, Any]) -> float | None:
             first_line = (str(exc).splitlines() or [""])[0]
             print(f"tipi rank {env.rank}: {type(exc).__name__}: {first_line}", file=sys.stderr)
         raise SystemExit(1) from None
+
+
+if __name__ == "__main__":  # a worker of tipi's own start (ElasticStart._launch)
+    worker_main(json.loads(Path(sys.argv[1]).read_text(encoding="utf-8")))

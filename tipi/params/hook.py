@@ -115,8 +115,14 @@ def _owner(key: str, by_key: dict[str, TargetNode]) -> tuple[TargetNode, str, li
     return None
 
 
-def _rewrite(override: Override, by_key: dict[str, TargetNode], cfg: DictConfig, added: set[str]) -> Override:
-    """The override as it should apply; raises for a parameter the target does not have."""
+def _rewrite(override: Override, by_key: dict[str, TargetNode], cfg: DictConfig, added: set[str],
+             resuming: bool = False) -> Override:
+    """The override as it should apply; raises for a parameter the target does not have.
+
+    ``resuming`` (``resume=<dir>`` on the command line): an override of a process or permanence
+    the fresh composition lacks is meant for the resumed run's stored config, where the runner
+    applies it (or refuses it); here it is only carried.
+    """
     from hydra.core.override_parser.types import OverrideType
 
     if override.is_hydra_override() or override.package is not None or override.is_delete():
@@ -124,6 +130,8 @@ def _rewrite(override: Override, by_key: dict[str, TargetNode], cfg: DictConfig,
     owner = _owner(override.key_or_group, by_key)
     if owner is None:
         if override.type is OverrideType.CHANGE:
+            if resuming and override.key_or_group.split(".")[0] in SECTIONS:
+                return dataclasses.replace(override, type=OverrideType.FORCE_ADD)
             _check_section(override.key_or_group, cfg, added)
         return override
     entry, name, below = owner
@@ -180,7 +188,9 @@ def prepare(overrides: Sequence[Override], cfg: DictConfig) -> tuple[list[Overri
         _fill(entry)
     by_key = {e.listed_as: e for e in entries} | {e.key: e for e in entries}
     added = {".".join(o.key_or_group.split(".")[:2]) for o in overrides if o.is_add() or o.is_force_add()}
-    rewritten = [_rewrite(o, by_key, cfg, added) for o in overrides]
+    resuming = any(o.key_or_group == "resume" and not o.is_delete() and o.value() not in (None, "", "null")
+                   for o in overrides if not o.is_sweep_override())
+    rewritten = [_rewrite(o, by_key, cfg, added, resuming) for o in overrides]
     return rewritten, [e.node for e in entries]
 
 

@@ -40,7 +40,8 @@ BUILTIN_SCHEMES = (
     "sqlite",
     "uc",
 )
-_END_STATUS: dict[str, str] = {RunStatus.SUCCEEDED: "FINISHED", RunStatus.FAILED: "FAILED"}  # interrupted, requeued: KILLED (resumable)
+# interrupted, requeued: KILLED (a resume reopens the run)
+_END_STATUS: dict[str, str] = {RunStatus.SUCCEEDED: "FINISHED", RunStatus.FAILED: "FAILED"}
 
 
 def known_schemes() -> list[str]:
