@@ -20,13 +20,14 @@ composes every job a second time, to show what that saves.
 
 from __future__ import annotations
 
+import itertools
 import json
 import statistics
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from benchmarks import BENCH_DIR, REPO
+from benchmarks import BENCH_DIR
 from benchmarks.report import Row, Section
 from benchmarks.startup import bare_cmd, bare_env, tipi_cmd
 from benchmarks.stats import check, child_env, rounds, run_timed, summarize
@@ -49,7 +50,7 @@ def analyse(clock: dict[str, Any], jobs: int) -> dict[str, float]:
     if len(starts) != jobs or len(ends) != jobs:
         raise RuntimeError(f"expected {jobs} jobs, the clock saw {len(starts)} starts and {len(ends)} ends")
     before_first = starts[0] - clock["multirun_start"]
-    cycles = [b - a for a, b in zip(starts[1:], starts[2:], strict=False)]
+    cycles = [b - a for a, b in itertools.pairwise(starts[1:])]
     bodies = [e - s for s, e in zip(starts[1:], ends[1:], strict=True)]
     cycle = statistics.median(cycles)
     return {

@@ -21,9 +21,9 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import REPO, RESULTS_DIR  # noqa: E402
-from benchmarks.report import Section, markdown, write_results  # noqa: E402
-from benchmarks.stats import MeasurementError, machine  # noqa: E402
+from benchmarks import REPO, RESULTS_DIR
+from benchmarks.report import Section, markdown, write_results
+from benchmarks.stats import MeasurementError, machine
 
 DOCS_PAGE = REPO / "docs" / "performance.md"
 

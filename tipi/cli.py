@@ -107,9 +107,12 @@ def check_overrides(argv: list[str]) -> None:
         except OverrideParseException as exc:
             key = override.split("=", 1)[0].lstrip("+~")
             reason = exc.message.splitlines()[0]
-            raise ConfigError(f"cannot parse the override '{override}': {reason}", key=key,
-                              hint="Check its brackets and quotes (shell-quote lists: 'key=[1,2]'); the grammar: "
-                                   "https://hydra.cc/docs/advanced/override_grammar/basic/") from None
+            raise ConfigError(
+                f"cannot parse the override '{override}': {reason}",
+                key=key,
+                hint="Check its brackets and quotes (shell-quote lists: 'key=[1,2]'); the grammar: "
+                "https://hydra.cc/docs/advanced/override_grammar/basic/",
+            ) from None
 
 
 LAUNCHERS_MODULE = "hydra_plugins.tipi_launcher.launchers"

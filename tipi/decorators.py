@@ -84,8 +84,10 @@ class _Plan:
         config: list[inspect.Parameter] = []
         for param in self.signature.parameters.values():
             if param.name in _RESERVED:
-                raise TypeError(f"@pipeline_process {fn.__qualname__}: parameter '{param.name}' is reserved "
-                                f"(processes.<name>.{param.name} is tipi's own option); rename it")
+                raise TypeError(
+                    f"@pipeline_process {fn.__qualname__}: parameter '{param.name}' is reserved "
+                    f"(processes.<name>.{param.name} is tipi's own option); rename it"
+                )
             if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
                 if param.kind is param.VAR_KEYWORD:
                     config.append(param)  # **kwargs: the process accepts any further option
@@ -107,19 +109,24 @@ class _Plan:
             inspect.Parameter("controller", inspect.Parameter.POSITIONAL_OR_KEYWORD),
             inspect.Parameter("force", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=False, annotation=bool),
         ]
-        tail = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) if p.kind is not p.VAR_KEYWORD else p
-                for p in config]
+        tail = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) if p.kind is not p.VAR_KEYWORD else p for p in config]
         # Keyword-only after (controller, force): the builder binds config options by name.
         self.process_signature = inspect.Signature(head + tail)
 
     @property
     def requires(self) -> dict[str, type]:
         """Permanences that must be configured: the non-optional injected ones."""
-        return {name: (expected or Permanence) for name, (expected, optional) in self.injected.items()
-                if not optional}
+        return {name: (expected or Permanence) for name, (expected, optional) in self.injected.items() if not optional}
 
-    def call(self, fn: Callable[..., R], controller: PipelineController | None, args: tuple[Any, ...],
-             kwargs: dict[str, Any], *, from_config: bool = False) -> R:
+    def call(
+        self,
+        fn: Callable[..., R],
+        controller: PipelineController | None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        from_config: bool = False,
+    ) -> R:
         """Call ``fn`` with ``args``/``kwargs``, filling what they leave out from ``controller``.
 
         ``from_config``: every argument came by name from the config, so
@@ -175,7 +182,7 @@ def _decorate(fn: Callable[..., Any], name: str | None) -> Any:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         return plan.call(fn, get_current_controller(), args, kwargs)
 
-    wrapper.process_class = _process_class(fn, plan, name)  # type: ignore[attr-defined]
+    wrapper.process_class = _process_class(fn, plan, name)  # type: ignore[attr-defined]  # the wrapper is a plain function; the attribute is tipi's marker
     return wrapper
 
 
@@ -212,4 +219,3 @@ def _process_class(fn: Callable[..., Any], plan: _Plan, name: str | None) -> typ
         "__doc__": fn.__doc__ or f"The pipeline process of {fn.__qualname__}.",
     }
     return typing.cast(type[PipelineProcess], type(class_name, (PipelineProcess,), namespace))
-

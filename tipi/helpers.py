@@ -47,7 +47,7 @@ def progress_bar(iterable: Iterable[T], desc: str = "working", total: float | No
     """
     if total is None:
         try:
-            total = len(iterable)  # type: ignore[arg-type]
+            total = len(iterable)  # type: ignore[arg-type]  # iterables without a length are handled by the caller's except
         except TypeError:
             total = None  # a generator: the bar counts without a total
     with use_progress() as manager, manager.task(desc, total=total) as bar:

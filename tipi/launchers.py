@@ -99,7 +99,7 @@ class TolerantGather(hsl.BaseSubmititLauncher):
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         """Give the sweeper a :class:`CheckedConfigs` for its check (it holds the same context)."""
         if not isinstance(hydra_context.config_loader, CheckedConfigs):
-            hydra_context.config_loader = CheckedConfigs(hydra_context.config_loader)  # type: ignore[assignment]
+            hydra_context.config_loader = CheckedConfigs(hydra_context.config_loader)  # type: ignore[assignment]  # a wrapper with the loader's interface
         super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
 
     def __call__(self, *args: Any, **kwargs: Any) -> JobReturn:
@@ -165,7 +165,7 @@ class TolerantGather(hsl.BaseSubmititLauncher):
     def _run_dir(self, overrides: list[str], idx: int) -> Path | None:
         """The job's run directory, without composing its config where the sweep's subdir is tipi's or resubmit's."""
         assert self.config is not None
-        subdir = OmegaConf.to_container(self.config.hydra.sweep, resolve=False).get("subdir")  # type: ignore[union-attr]
+        subdir = OmegaConf.to_container(self.config.hydra.sweep, resolve=False).get("subdir")  # type: ignore[union-attr]  # hydra.sweep is a mapping
         sweep_dir = Path(os.path.abspath(str(self.config.hydra.sweep.dir)))
         if subdir == "${hydra.job.num}":
             return sweep_dir / str(idx)
@@ -340,7 +340,7 @@ class ComposeOnce(BasicLauncher):
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         """Give the sweeper and this launcher one :class:`CheckedConfigs` (the sweeper holds the same context)."""
         if not isinstance(hydra_context.config_loader, CheckedConfigs):
-            hydra_context.config_loader = CheckedConfigs(hydra_context.config_loader)  # type: ignore[assignment]
+            hydra_context.config_loader = CheckedConfigs(hydra_context.config_loader)  # type: ignore[assignment]  # a wrapper with the loader's interface
         super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:

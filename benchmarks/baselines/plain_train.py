@@ -30,7 +30,7 @@ def load_vision() -> tuple[Any, Any]:
     spec = importlib.util.find_spec("tipi")  # locating a top-level package does not execute it
     if spec is None or not spec.submodule_search_locations:
         raise SystemExit("plain_train: tipi is not importable")
-    root = Path(list(spec.submodule_search_locations)[0])
+    root = Path(next(iter(spec.submodule_search_locations)))
     for name, path in (("tipi", root), ("tipi.vision", root / "vision")):
         if name not in sys.modules:
             package = types.ModuleType(name)

@@ -6,7 +6,6 @@ import csv
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 from tests.conftest import RunTipi, read_json, run_dirs, tipi_env

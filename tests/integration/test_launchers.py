@@ -98,7 +98,8 @@ def test_launcher_configs_compose_with_their_own_and_hydras_keys(run_tipi: RunTi
     assert stock["_target_"] == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
     assert stock["account"] == "lab"
     assert launcher_cfg()["_target_"] == "hydra_plugins.tipi_launcher.launchers.BasicLauncher"
-    assert launcher_cfg("hydra/launcher=basic")["_target_"] == "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
+    basic = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
+    assert launcher_cfg("hydra/launcher=basic")["_target_"] == basic
 
 
 @pytest.mark.skipif(importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is None,

@@ -55,7 +55,7 @@ def metrics_disk_full(lines_that_fit: int) -> None:
     from tipi.permanences import logger
 
     def open_full(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
-        handle = builtins.open(file, mode, *args, **kwargs)
+        handle = builtins.open(file, mode, *args, **kwargs)  # noqa: SIM115 - handed to the caller, as open() does
         if str(file).endswith("metrics.jsonl") and "a" in mode:
             return FullDiskFile(handle, lines_that_fit)
         return handle

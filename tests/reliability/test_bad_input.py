@@ -22,7 +22,8 @@ from tests.reliability.conftest import Cli, CliResult, snapshot
 
 FAST = ("debug=fast", "model=unet_small", "progress=none")
 # debug=fast sizes the shapes data (num_train, ...), which a folder has not: a small folder run instead.
-FOLDER = ("progress=none", "model=unet_small", "data=folder", "data.image_size=32", "data.batch_size=4", "processes.train.epochs=1")
+FOLDER = ("progress=none", "model=unet_small", "data=folder", "data.image_size=32", "data.batch_size=4",
+          "processes.train.epochs=1")
 
 
 def assert_refused(result: CliResult, *needles: str, cwd: Path | None, torch_free: bool = True) -> None:

@@ -46,7 +46,7 @@ class Store(Permanence):
 
 
 @pipeline_process
-def uses_permanences(store: Store, progress, controller, scale: int = 1,  # noqa: ANN001 - injected by name
+def uses_permanences(store: Store, progress, controller, scale: int = 1,
                      maybe: MetricsLogger | None = None) -> dict[str, Any]:
     """Injected: ``store`` (by type), ``progress`` (by name), ``controller``, optional ``maybe``."""
     return {"value": store.value * scale, "progress": progress, "controller": controller, "maybe": maybe}

@@ -38,8 +38,12 @@ HYDRA_KEYS = frozenset({"_target_", "_partial_", "_convert_", "_recursive_", "_a
 _PRIMITIVES = (bool, int, float, str)
 # Mistakes in the config itself; other resolution errors (a resolver that needs
 # Hydra's runtime) are left to the code that reads the value.
-_UNRESOLVABLE = (InterpolationKeyError, InterpolationToMissingValueError, UnsupportedInterpolationType,
-                 GrammarParseError)
+_UNRESOLVABLE = (
+    InterpolationKeyError,
+    InterpolationToMissingValueError,
+    UnsupportedInterpolationType,
+    GrammarParseError,
+)
 
 
 def _holder(cfg: DictConfig, exc: OmegaConfBaseException) -> str | None:
@@ -74,8 +78,9 @@ def config_error(exc: OmegaConfBaseException, key: str) -> ConfigError:
     """An OmegaConf error as a ``ConfigError`` at the absolute key it is about (``data.root``)."""
     full_key = getattr(exc, "full_key", None) or key
     if isinstance(exc, MissingMandatoryValue):
-        return ConfigError("is required but not set (???)", key=full_key,
-                           hint=f"Set it on the command line: {full_key}=...")
+        return ConfigError(
+            "is required but not set (???)", key=full_key, hint=f"Set it on the command line: {full_key}=..."
+        )
     message = (getattr(exc, "msg", None) or str(exc)).splitlines()[0]
     return ConfigError(f"cannot resolve: {message}", key=full_key)
 
@@ -100,12 +105,14 @@ def locate(path: str, key: str) -> Any:
                 names = [n for n in dir(obj) if not n.startswith("_")]
                 guess = did_you_mean(attr, names)
                 hint = f"Did you mean '{'.'.join(parts[:i])}.{guess}'?" if guess else None
-                raise ConfigError(f"cannot import '{path}': '{obj.__name__}' has no '{attr}'",
-                                  key=key, hint=hint)
+                raise ConfigError(f"cannot import '{path}': '{obj.__name__}' has no '{attr}'", key=key, hint=hint)
             obj = getattr(obj, attr)
         return obj
-    raise ConfigError(f"cannot import '{path}': no module '{parts[0]}'", key=key,
-                      hint="Check the spelling, and that the package is installed or on PYTHONPATH.")
+    raise ConfigError(
+        f"cannot import '{path}': no module '{parts[0]}'",
+        key=key,
+        hint="Check the spelling, and that the package is installed or on PYTHONPATH.",
+    )
 
 
 def as_process_class(obj: Any, key: str) -> type[PipelineProcess]:
@@ -169,15 +176,19 @@ def check_params(target: Any, params: Mapping[str, Any], key: str, *, injected: 
     """
     sig = _signature(target)
     accepts_kwargs = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
-    named = {n: p for n, p in sig.parameters.items()
-             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and n not in injected}
+    named = {
+        n: p
+        for n, p in sig.parameters.items()
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and n not in injected
+    }
     for name in params:
         if name not in named and not accepts_kwargs:
             raise ConfigError.unknown(f"{key}.{name}", name, named, "parameter")
     for name, param in named.items():
         if param.default is param.empty and name not in params:
-            raise ConfigError(f"missing required parameter '{name}'", key=f"{key}.{name}",
-                              hint=f"Set it with +{key}.{name}=...")
+            raise ConfigError(
+                f"missing required parameter '{name}'", key=f"{key}.{name}", hint=f"Set it with +{key}.{name}=..."
+            )
     hints = _type_hints(target)
     for name, value in params.items():
         if isinstance(value, Mapping) and "_target_" in value:
@@ -293,8 +304,11 @@ class PipelineBuilder:
             return
         if did_you_mean(str(objective), metrics) is not None:
             raise unknown_metric("run.objective", str(objective), metrics)
-        log.warning("run.objective '%s' is logged by no process of this pipeline; the run's objective is the "
-                    "last process's result", objective)
+        log.warning(
+            "run.objective '%s' is logged by no process of this pipeline; the run's objective is the "
+            "last process's result",
+            objective,
+        )
 
     def _check_permanence(self, name: str, node: Any) -> tuple[Any, dict[str, Any]]:
         """Locate a permanence's target and bind its parameters; return it and its own parameters."""
@@ -307,8 +321,9 @@ class PipelineBuilder:
         check_params(target, own, key)
         return target, own
 
-    def _check_process(self, name: str, node: Any,
-                       perm_targets: Mapping[str, Any]) -> tuple[type[PipelineProcess], dict[str, Any]]:
+    def _check_process(
+        self, name: str, node: Any, perm_targets: Mapping[str, Any]
+    ) -> tuple[type[PipelineProcess], dict[str, Any]]:
         """Locate a process's class, bind its parameters, check the permanences it requires exist."""
         key = f"processes.{name}"
         params = self._params(node, key)
@@ -324,12 +339,13 @@ class PipelineBuilder:
                 )
             target = perm_targets[needed]
             if isinstance(target, type) and isinstance(expected, type) and not issubclass(target, expected):
-                raise ConfigError(f"process '{name}' needs a {expected.__name__}, "
-                                  f"but this is a {target.__name__}", key=f"permanences.{needed}")
+                raise ConfigError(
+                    f"process '{name}' needs a {expected.__name__}, but this is a {target.__name__}",
+                    key=f"permanences.{needed}",
+                )
         return cls, params
 
-    def build(self, *, check_permanences: bool = True) -> tuple[dict[str, Permanence | None],
-                                                              list[ProcessWithParams]]:
+    def build(self, *, check_permanences: bool = True) -> tuple[dict[str, Permanence | None], list[ProcessWithParams]]:
         """Check everything, then construct the permanences (nothing is allocated yet).
 
         ``check_permanences=False`` leaves :meth:`check_permanences` to the caller (the runner

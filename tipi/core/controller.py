@@ -150,7 +150,7 @@ class PipelineController:
         while self._initialized:
             name = self._initialized.pop()
             try:
-                self.permanences[name].cleanup()  # type: ignore[union-attr]
+                self.permanences[name].cleanup()  # type: ignore[union-attr]  # only initialized (so non-None) permanences are listed
             except BaseException as exc:  # noqa: BLE001 - every cleanup must run, whatever the others raise
                 log.error("cleanup of permanences.%s failed: %s", name, exc)
                 errors.append(PermanenceError(f"cleanup() failed: {exc!r}", key=f"permanences.{name}"))
@@ -161,7 +161,7 @@ class PipelineController:
         """Construct each process in order, just before it runs."""
         for spec in self.process_specs:
             process = spec.cls(self, **spec.params)
-            process.name = spec.name  # type: ignore[attr-defined]
+            process.name = spec.name  # type: ignore[attr-defined]  # the name the config gave it, set on the instance
             yield process
 
     # -- signals ----------------------------------------------------------
@@ -183,7 +183,7 @@ def attach_cleanup_errors(exc: BaseException, errors: list[BaseException]) -> No
         existing.extend(errors)
     else:
         with contextlib.suppress(AttributeError):
-            exc.cleanup_errors = errors  # type: ignore[attr-defined]
+            exc.cleanup_errors = errors  # type: ignore[attr-defined]  # any exception may carry them; TipiError declares the field
     for err in errors:
         _add_note(exc, f"also: {err}")
 

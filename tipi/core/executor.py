@@ -93,7 +93,7 @@ class PipelineExecutor:
         controller = self.controller
         with self._task("overall", total=len(controller.process_specs)) as overall:
             for process in controller.iterate_processes():
-                name = process.name  # type: ignore[attr-defined]
+                name = process.name  # type: ignore[attr-defined]  # set by the controller when it constructs the process
                 overall.update(status=name)
                 if not process.force and process.skip():
                     log.info("process %s: outputs exist, skipped (force=true runs it again)", name)
@@ -112,7 +112,7 @@ class PipelineExecutor:
         self._cleanup_attached(exc)
         previous = self.previous_handlers.get(exc.signum)
         # Python's own Ctrl-C handler would only raise KeyboardInterrupt over the clean exit (130).
-        exc.chain = None if previous is signal.default_int_handler else previous  # type: ignore[attr-defined]
+        exc.chain = None if previous is signal.default_int_handler else previous  # type: ignore[attr-defined]  # Interrupted carries the handler to chain; set here, read by the runner
 
     def _cleanup_attached(self, exc: BaseException | None) -> None:
         """Clean up; attach cleanup errors to ``exc``, or raise the first if the run succeeded."""

@@ -56,4 +56,3 @@ class Permanence(ABC):
         if controller is None:
             raise RuntimeError(f"{type(self).__name__} is not attached to a PipelineController")
         return controller
-

@@ -21,21 +21,22 @@ from tipi.atomic import atomic_write_text
 
 __all__ = ["RunRecord", "RunStatus", "atomic_write_text"]
 
+
 class RunStatus(StrEnum):
     """A run's (or a sweep job's) status, as run.json, summaries and the runs browser write it.
 
     A ``StrEnum``: members compare equal to, and serialize as, their plain strings.
     """
 
-    PENDING = "pending"          # submitted, not started (a queued SLURM job)
+    PENDING = "pending"  # submitted, not started (a queued SLURM job)
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     INTERRUPTED = "interrupted"  # Ctrl-C / SIGTERM: checkpointed, may be resumed
-    REQUEUED = "requeued"        # SLURM requeue or preemption: the same job comes back
-    CANCELLED = "cancelled"      # scancel before or while it ran
-    LOST = "lost"                # the scheduler forgot it and no run.json says how it ended
-    CORRUPT = "corrupt"          # a directory whose run.json is missing or unreadable
+    REQUEUED = "requeued"  # SLURM requeue or preemption: the same job comes back
+    CANCELLED = "cancelled"  # scancel before or while it ran
+    LOST = "lost"  # the scheduler forgot it and no run.json says how it ended
+    CORRUPT = "corrupt"  # a directory whose run.json is missing or unreadable
 
 
 SLURM_VARS = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_RESTART_COUNT")
@@ -57,14 +58,15 @@ def _git_state() -> dict[str, Any]:
 def _git_state_at(cwd_str: str) -> dict[str, Any]:
     try:
         cwd = Path(cwd_str)
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5
-        )
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5)
         if commit.returncode != 0:
             return {}
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=cwd, capture_output=True, text=True, timeout=5,
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=5,
         )
         return {"commit": commit.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
     except (OSError, subprocess.SubprocessError):
@@ -100,16 +102,26 @@ class RunRecord:
         except (OSError, ValueError):
             return None
 
-    def start(self, *, name: str | None, seed: int | None, overrides: list[str] | None = None,
-              attempt_overrides: list[str] | None = None) -> None:
+    def start(
+        self,
+        *,
+        name: str | None,
+        seed: int | None,
+        overrides: list[str] | None = None,
+        attempt_overrides: list[str] | None = None,
+    ) -> None:
         """Mark the run as running and record where and with what it runs.
 
         ``overrides`` are the run's own (its first command line);
         ``attempt_overrides`` those a resumed attempt added on top.
         """
         slurm = {k.lower(): os.environ[k] for k in SLURM_VARS if k in os.environ}
-        attempt: dict[str, Any] = {"start": _now(), "end": None, "status": RunStatus.RUNNING,
-                                   "host": socket.gethostname()}
+        attempt: dict[str, Any] = {
+            "start": _now(),
+            "end": None,
+            "status": RunStatus.RUNNING,
+            "host": socket.gethostname(),
+        }
         if slurm:
             attempt["slurm"] = slurm
         if attempt_overrides:
@@ -140,12 +152,14 @@ class RunRecord:
         self.data.update(fields)
         self.save()
 
-    def finish(self, status: str, *, objective: float | None = None, error: str | None = None,
-               reason: str | None = None) -> None:
+    def finish(
+        self, status: str, *, objective: float | None = None, error: str | None = None, reason: str | None = None
+    ) -> None:
         """Mark the run (and its current attempt) ended with ``status``."""
         end = _now()
-        self.data.update(status=status, ended=end, objective=objective,
-                         duration_s=round(time.monotonic() - self._t0, 3))
+        self.data.update(
+            status=status, ended=end, objective=objective, duration_s=round(time.monotonic() - self._t0, 3)
+        )
         self.data["error"] = error
         if self.data.get("attempts"):
             attempt = self.data["attempts"][-1]

@@ -18,8 +18,17 @@ from omegaconf import DictConfig, OmegaConf
 from tipi.core.errors import ConfigError
 
 # Top-level keys whose change makes the checkpoint mean something else.
-FIXED_KEYS = ("model", "data", "seed", "pipeline", "experiment", "debug", "permanences.network.model",
-              "permanences.data", "distributed")
+FIXED_KEYS = (
+    "model",
+    "data",
+    "seed",
+    "pipeline",
+    "experiment",
+    "debug",
+    "permanences.network.model",
+    "permanences.data",
+    "distributed",
+)
 _NOT_OVERRIDES = ("resume",)
 
 
@@ -27,11 +36,15 @@ def load_stored_config(run_dir: Path) -> DictConfig:
     """The config a run directory was started with (``.hydra/config.yaml``)."""
     stored = run_dir / ".hydra" / "config.yaml"
     if not run_dir.is_dir():
-        raise ConfigError(f"'{run_dir}' is not a directory", key="resume",
-                          hint="Pass a run directory such as outputs/<date>/<time>.")
+        raise ConfigError(
+            f"'{run_dir}' is not a directory", key="resume", hint="Pass a run directory such as outputs/<date>/<time>."
+        )
     if not stored.is_file():
-        raise ConfigError(f"'{run_dir}' holds no tipi run (no .hydra/config.yaml)", key="resume",
-                          hint="Pass a directory that a tipi run created.")
+        raise ConfigError(
+            f"'{run_dir}' holds no tipi run (no .hydra/config.yaml)",
+            key="resume",
+            hint="Pass a directory that a tipi run created.",
+        )
     cfg = OmegaConf.load(stored)
     assert isinstance(cfg, DictConfig)
     return cfg
@@ -51,8 +64,7 @@ def _refuse(key: str, why: str) -> ConfigError:
     return ConfigError(
         f"cannot be changed when resuming: {why}",
         key=key,
-        hint="Resume without it to continue the run as it was, or start a fresh run with it "
-             "(drop resume=).",
+        hint="Resume without it to continue the run as it was, or start a fresh run with it (drop resume=).",
     )
 
 
@@ -68,8 +80,9 @@ def stored_choices(run_dir: Path) -> dict[str, Any]:
     return dict(choices) if isinstance(choices, dict) else {}
 
 
-def apply_resume_overrides(stored: DictConfig, current: DictConfig, overrides: list[str],
-                           choices: dict[str, Any] | None = None) -> list[str]:
+def apply_resume_overrides(
+    stored: DictConfig, current: DictConfig, overrides: list[str], choices: dict[str, Any] | None = None
+) -> list[str]:
     """Apply to ``stored`` the command-line ``overrides`` a continued run may take; return them.
 
     Values are copied from ``current`` (the config Hydra composed from this
@@ -83,8 +96,7 @@ def apply_resume_overrides(stored: DictConfig, current: DictConfig, overrides: l
         if _is_fixed(key):
             if choices and key in choices:
                 raise _refuse(key, f"the run was started with {key}={choices[key]}")
-            raise _refuse(key, "the run was started with "
-                               f"{_shown(OmegaConf.select(stored, key, default=None))}")
+            raise _refuse(key, f"the run was started with {_shown(OmegaConf.select(stored, key, default=None))}")
         structural = (key.startswith("processes.") and key.count(".") == 1) or parsed.is_delete() or parsed.is_add()
         if structural and not key.startswith(("logger", "progress", "run.")):
             raise _refuse(key, "it changes which processes or parts the run has")

@@ -72,8 +72,11 @@ def read_record(run_dir: Path) -> dict[str, Any] | None:
 
 
 def _current_slurm() -> dict[str, str]:
-    return {k.lower(): v for k, v in os.environ.items() if k.startswith("SLURM_") and k.lower() in
-            {name for ids in _SLURM_IDS for name in ids}}
+    return {
+        k.lower(): v
+        for k, v in os.environ.items()
+        if k.startswith("SLURM_") and k.lower() in {name for ids in _SLURM_IDS for name in ids}
+    }
 
 
 def _same_slurm_job(record: dict[str, Any]) -> bool:
@@ -130,5 +133,5 @@ def check_free(run_dir: Path, overrides: list[str] | None, key: str = "hydra.run
         f"'{run_dir}' holds another run ({describe(record)})",
         key=key,
         hint=f"Continue that run with resume={run_dir}, or start this one in another directory "
-             f"(leave {key} unset and tipi picks a fresh one).",
+        f"(leave {key} unset and tipi picks a fresh one).",
     )

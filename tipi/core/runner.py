@@ -99,8 +99,7 @@ def _finish_or_note(record: RunRecord, exc: BaseException, status: str, **fields
 class PipelineRunner:
     """The programmatic entry point: ``PipelineRunner(cfg).run()`` returns the objective."""
 
-    def __init__(self, cfg: DictConfig, run_dir: str | Path | None = None,
-                 overrides: list[str] | None = None) -> None:
+    def __init__(self, cfg: DictConfig, run_dir: str | Path | None = None, overrides: list[str] | None = None) -> None:
         """``overrides``: the command line's (Hydra's task overrides when Hydra runs this)."""
         self.cfg = cfg
         self.overrides = overrides if overrides is not None else _hydra_overrides()
@@ -111,8 +110,7 @@ class PipelineRunner:
         if resume:
             run_dir = Path(str(resume)).expanduser().absolute()
             self.cfg = load_stored_config(run_dir)
-            self.resumed_with = apply_resume_overrides(self.cfg, cfg, self.overrides or [],
-                                                       stored_choices(run_dir))
+            self.resumed_with = apply_resume_overrides(self.cfg, cfg, self.overrides or [], stored_choices(run_dir))
         self.run_dir = Path(run_dir) if run_dir is not None else (_hydra_output_dir() or Path.cwd())
 
     def build(self) -> PipelineController:
@@ -150,8 +148,7 @@ class PipelineRunner:
         if self.resumed_with is None:
             record.start(name=OmegaConf.select(self.cfg, "run.name"), seed=seed, overrides=self.overrides)
         else:  # the run's own overrides stay; this attempt's are recorded with it
-            record.start(name=OmegaConf.select(self.cfg, "run.name"), seed=seed,
-                         attempt_overrides=self.resumed_with)
+            record.start(name=OmegaConf.select(self.cfg, "run.name"), seed=seed, attempt_overrides=self.resumed_with)
         try:
             PipelineExecutor(controller).run()
         except Interrupted as exc:

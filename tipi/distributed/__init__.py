@@ -17,5 +17,14 @@ from tipi.distributed.comm import (
     wrap_ddp,
 )
 
-__all__ = ["all_reduce_sum", "barrier", "broadcast_buffers", "get_rank", "get_world_size", "is_initialized",
-           "is_main_process", "shard", "wrap_ddp"]
+__all__ = [
+    "all_reduce_sum",
+    "barrier",
+    "broadcast_buffers",
+    "get_rank",
+    "get_world_size",
+    "is_initialized",
+    "is_main_process",
+    "shard",
+    "wrap_ddp",
+]

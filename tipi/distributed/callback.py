@@ -39,8 +39,14 @@ def rendezvous_store(env: DistEnv) -> Any:
         from torch.distributed import TCPStore
 
         agent = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
-        _STORE = TCPStore(env.master_addr, env.master_port, env.world_size, is_master=not agent and env.rank == 0,
-                          timeout=timedelta(seconds=_STORE_TIMEOUT_S), multi_tenant=True)
+        _STORE = TCPStore(
+            env.master_addr,
+            env.master_port,
+            env.world_size,
+            is_master=not agent and env.rank == 0,
+            timeout=timedelta(seconds=_STORE_TIMEOUT_S),
+            multi_tenant=True,
+        )
     return _STORE
 
 

@@ -85,8 +85,9 @@ def agree_on_signal(signum: int | None, device: Any = None) -> int | None:
     return value or None
 
 
-def wrap_ddp(model: torch.nn.Module, device: torch.device,
-             sync_batchnorm: bool = False) -> tuple[torch.nn.Module, torch.nn.Module]:
+def wrap_ddp(
+    model: torch.nn.Module, device: torch.device, sync_batchnorm: bool = False
+) -> tuple[torch.nn.Module, torch.nn.Module]:
     """``(model, what training calls)``: the latter is ``DistributedDataParallel(model)`` when there are ranks.
 
     With ``sync_batchnorm`` (CUDA only) BatchNorm layers become SyncBatchNorm first (same parameters).
@@ -100,8 +101,11 @@ def wrap_ddp(model: torch.nn.Module, device: torch.device,
         if device.type != "cuda":
             from tipi.core.errors import ConfigError
 
-            raise ConfigError("SyncBatchNorm works on CUDA devices only", key="distributed.sync_batchnorm",
-                              hint="Set distributed.sync_batchnorm=false on CPU.")
+            raise ConfigError(
+                "SyncBatchNorm works on CUDA devices only",
+                key="distributed.sync_batchnorm",
+                hint="Set distributed.sync_batchnorm=false on CPU.",
+            )
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     ids = [device.index if device.index is not None else 0] if device.type == "cuda" else None
     return model, DistributedDataParallel(model, device_ids=ids, output_device=ids[0] if ids else None)
@@ -110,4 +114,4 @@ def wrap_ddp(model: torch.nn.Module, device: torch.device,
 def shard(indices: list[int]) -> list[int]:
     """This rank's share of ``indices`` for evaluation: every world-size-th, no padding, none twice."""
     world = get_world_size()
-    return indices[get_rank()::world] if world > 1 else indices
+    return indices[get_rank() :: world] if world > 1 else indices

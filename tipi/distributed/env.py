@@ -68,10 +68,15 @@ def _from_torchrun() -> DistEnv | None:
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         return None
     source = os.environ.get("TIPI_DISTRIBUTED_START") or ("torchrun" if "TORCHELASTIC_RUN_ID" in os.environ else "env")
-    return DistEnv(rank=_int("RANK", 0), local_rank=_int("LOCAL_RANK", 0), world_size=_int("WORLD_SIZE", 1),
-                   local_world_size=_int("LOCAL_WORLD_SIZE", 1),
-                   master_addr=os.environ.get("MASTER_ADDR", "127.0.0.1"), master_port=_int("MASTER_PORT", 29500),
-                   source=source)
+    return DistEnv(
+        rank=_int("RANK", 0),
+        local_rank=_int("LOCAL_RANK", 0),
+        world_size=_int("WORLD_SIZE", 1),
+        local_world_size=_int("LOCAL_WORLD_SIZE", 1),
+        master_addr=os.environ.get("MASTER_ADDR", "127.0.0.1"),
+        master_port=_int("MASTER_PORT", 29500),
+        source=source,
+    )
 
 
 def _from_submitit() -> DistEnv | None:
@@ -83,9 +88,15 @@ def _from_submitit() -> DistEnv | None:
         env = TorchDistributedEnvironment()
     except RuntimeError:  # not inside a submitit job after all
         return None
-    return DistEnv(rank=env.rank, local_rank=env.local_rank, world_size=env.world_size,
-                   local_world_size=env.local_world_size, master_addr=env.master_addr,
-                   master_port=env.master_port, source="submitit")
+    return DistEnv(
+        rank=env.rank,
+        local_rank=env.local_rank,
+        world_size=env.world_size,
+        local_world_size=env.local_world_size,
+        master_addr=env.master_addr,
+        master_port=env.master_port,
+        source="submitit",
+    )
 
 
 def _from_slurm() -> DistEnv | None:
@@ -95,10 +106,15 @@ def _from_slurm() -> DistEnv | None:
     job = os.environ.get("SLURM_JOB_ID", "0")
     world = _int("SLURM_NTASKS", 1)
     nodes = max(1, _int("SLURM_NNODES", 1))
-    return DistEnv(rank=_int("SLURM_PROCID", 0), local_rank=_int("SLURM_LOCALID", 0), world_size=world,
-                   local_world_size=max(1, world // nodes), master_addr=first_host(nodelist),
-                   master_port=_int("MASTER_PORT", _PORT_BASE + zlib.crc32(job.encode()) % _PORT_SPAN),
-                   source="slurm")
+    return DistEnv(
+        rank=_int("SLURM_PROCID", 0),
+        local_rank=_int("SLURM_LOCALID", 0),
+        world_size=world,
+        local_world_size=max(1, world // nodes),
+        master_addr=first_host(nodelist),
+        master_port=_int("MASTER_PORT", _PORT_BASE + zlib.crc32(job.encode()) % _PORT_SPAN),
+        source="slurm",
+    )
 
 
 def detect() -> DistEnv:
@@ -112,9 +128,14 @@ def detect() -> DistEnv:
 
 def export(env: DistEnv) -> None:
     """Set the ``env://`` variables torch reads (and :func:`detect` finds again) from ``env``."""
-    os.environ.update(RANK=str(env.rank), LOCAL_RANK=str(env.local_rank), WORLD_SIZE=str(env.world_size),
-                      LOCAL_WORLD_SIZE=str(env.local_world_size), MASTER_ADDR=env.master_addr,
-                      MASTER_PORT=str(env.master_port))
+    os.environ.update(
+        RANK=str(env.rank),
+        LOCAL_RANK=str(env.local_rank),
+        WORLD_SIZE=str(env.world_size),
+        LOCAL_WORLD_SIZE=str(env.local_world_size),
+        MASTER_ADDR=env.master_addr,
+        MASTER_PORT=str(env.master_port),
+    )
     os.environ.setdefault("TIPI_DISTRIBUTED_START", env.source)
 
 

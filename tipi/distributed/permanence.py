@@ -39,10 +39,22 @@ class Distributed(Permanence):
     there either). Those ranks write no metrics, start no WandB run and draw no bars.
     """
 
-    def __init__(self, backend: str = "auto", nproc_per_node: int = 2, nnodes: int = 1, timeout_s: float = 300.0,
-                 sync_batchnorm: bool = False, rank0_only: Mapping[str, Any] | None = None) -> None:
-        self.settings = Settings(backend=backend, nproc_per_node=nproc_per_node, nnodes=nnodes,
-                                 timeout_s=timeout_s, sync_batchnorm=sync_batchnorm)
+    def __init__(
+        self,
+        backend: str = "auto",
+        nproc_per_node: int = 2,
+        nnodes: int = 1,
+        timeout_s: float = 300.0,
+        sync_batchnorm: bool = False,
+        rank0_only: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.settings = Settings(
+            backend=backend,
+            nproc_per_node=nproc_per_node,
+            nnodes=nnodes,
+            timeout_s=timeout_s,
+            sync_batchnorm=sync_batchnorm,
+        )
         self.settings.check()
         self.rank0_only = dict(rank0_only or {})
         self.env = DistEnv()
@@ -71,8 +83,13 @@ class Distributed(Permanence):
         import torch.distributed as dist
 
         if not dist.is_initialized():
-            dist.init_process_group(self.backend, init_method="env://", rank=env.rank, world_size=env.world_size,
-                                    timeout=timedelta(seconds=float(self.settings.timeout_s)))
+            dist.init_process_group(
+                self.backend,
+                init_method="env://",
+                rank=env.rank,
+                world_size=env.world_size,
+                timeout=timedelta(seconds=float(self.settings.timeout_s)),
+            )
             self._owns_group = True
         self.controller.signals.agree = self._agree
         if env.rank != 0:
@@ -102,8 +119,12 @@ class Distributed(Permanence):
     def validate(self) -> None:
         """Gather every rank's host and device; rank 0 records them in run.json."""
         device = self.controller.permanences.get("device")
-        mine = {"rank": self.env.rank, "host": socket.gethostname(),
-                "device": str(getattr(device, "device", None) or "cpu"), "pid": os.getpid()}
+        mine = {
+            "rank": self.env.rank,
+            "host": socket.gethostname(),
+            "device": str(getattr(device, "device", None) or "cpu"),
+            "pid": os.getpid(),
+        }
         ranks: list[Any] = [mine]
         if self.env.distributed:
             import torch.distributed as dist
@@ -113,8 +134,14 @@ class Distributed(Permanence):
         self.ranks = [r for r in ranks if r is not None]
         record = self.controller.context.record
         if record is not None and self.env.rank == 0:
-            record.update(distributed={"world_size": self.env.world_size, "backend": self.backend,
-                                       "started_by": self.env.source, "ranks": self.ranks})
+            record.update(
+                distributed={
+                    "world_size": self.env.world_size,
+                    "backend": self.backend,
+                    "started_by": self.env.source,
+                    "ranks": self.ranks,
+                }
+            )
 
     def _agree(self, signum: int | None) -> int | None:
         """Every rank learns whether any rank holds a stop signal, so all stop after the same step."""
@@ -122,8 +149,13 @@ class Distributed(Permanence):
         agreed = comm.agree_on_signal(signum, device)
         if agreed is not None:
             state = getattr(self.controller.permanences.get("network"), "state", None) or {}
-            log.warning("rank %d: signal %d reached %s: stopped after step %s", self.env.rank, agreed,
-                        "this rank" if signum else "another rank", state.get("step", "?"))
+            log.warning(
+                "rank %d: signal %d reached %s: stopped after step %s",
+                self.env.rank,
+                agreed,
+                "this rank" if signum else "another rank",
+                state.get("step", "?"),
+            )
         return agreed
 
     def get_state(self) -> dict[str, Any]:
@@ -161,8 +193,7 @@ class Distributed(Permanence):
         """``<run dir>/rank<N>.log``, unless a handler already writes it (torchrun's Hydra job log)."""
         path = Path(self.controller.run_dir) / f"rank{self.env.rank}.log"
         root = logging.getLogger()
-        if any(isinstance(h, logging.FileHandler) and Path(h.baseFilename) == path.absolute()
-               for h in root.handlers):
+        if any(isinstance(h, logging.FileHandler) and Path(h.baseFilename) == path.absolute() for h in root.handlers):
             return
         if not self.env.distributed and self.env.source == "none":
             return  # a one-process run keeps Hydra's log only

@@ -30,8 +30,9 @@ def error_path(run_dir: Path, rank: int) -> Path:
 def write_rank_error(run_dir: Path, rank: int, error: str) -> None:
     """Leave this rank's error where rank 0 (and the starter) will look (never fails)."""
     with contextlib.suppress(OSError):
-        atomic_write_text(error_path(run_dir, rank), json.dumps({"rank": rank, "time": time.time(),
-                                                                 "error": error}) + "\n")
+        atomic_write_text(
+            error_path(run_dir, rank), json.dumps({"rank": rank, "time": time.time(), "error": error}) + "\n"
+        )
 
 
 def read_rank_errors(run_dir: Path) -> list[dict[str, Any]]:
@@ -69,8 +70,10 @@ def first_failure(run_dir: Path, own_error: str | None, wait_s: float = 0.0) -> 
 def wait_for_outcome(run_dir: Path, timeout_s: float = 30.0) -> None:
     """Wait (a moment) until rank 0 has recorded how the run ended."""
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and (RunRecord.load(Path(run_dir) / "run.json") or {}).get(
-            "status") == RunStatus.RUNNING:
+    while (
+        time.monotonic() < deadline
+        and (RunRecord.load(Path(run_dir) / "run.json") or {}).get("status") == RunStatus.RUNNING
+    ):
         time.sleep(0.05)
 
 
@@ -97,8 +100,9 @@ class RankRecord(RunRecord):
         self.data.update(self.fields)
         super().save()
 
-    def finish(self, status: str, *, objective: float | None = None, error: str | None = None,
-               reason: str | None = None) -> None:
+    def finish(
+        self, status: str, *, objective: float | None = None, error: str | None = None, reason: str | None = None
+    ) -> None:
         """Rank 0: finish with the first failing rank's error; another rank: leave its error file."""
         if self.rank != 0:
             if error:

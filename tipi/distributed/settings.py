@@ -46,8 +46,9 @@ class Settings:
     @classmethod
     def from_config(cls, node: Any) -> Settings:
         """Read and check a ``distributed`` node (a mapping); a ``ConfigError`` naming the key."""
-        values = {k: node[k] for k in ("backend", "nproc_per_node", "nnodes", "timeout_s", "sync_batchnorm")
-                  if k in node}
+        values = {
+            k: node[k] for k in ("backend", "nproc_per_node", "nnodes", "timeout_s", "sync_batchnorm") if k in node
+        }
         settings = cls(**values)
         settings.check()
         return settings
@@ -65,26 +66,39 @@ class Settings:
         for key in ("nproc_per_node", "nnodes"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"must be a whole number of at least 1, got {value!r}", key=f"distributed.{key}",
-                                  hint="distributed.nproc_per_node=2 starts two ranks on this machine.")
+                raise ConfigError(
+                    f"must be a whole number of at least 1, got {value!r}",
+                    key=f"distributed.{key}",
+                    hint="distributed.nproc_per_node=2 starts two ranks on this machine.",
+                )
         if self.backend not in BACKENDS:
             from tipi.core.errors import did_you_mean
 
             guess = did_you_mean(str(self.backend), BACKENDS)
-            raise ConfigError(f"'{self.backend}' is not a backend. Valid: {', '.join(BACKENDS)}",
-                              key="distributed.backend", hint=f"Did you mean '{guess}'?" if guess else None)
+            raise ConfigError(
+                f"'{self.backend}' is not a backend. Valid: {', '.join(BACKENDS)}",
+                key="distributed.backend",
+                hint=f"Did you mean '{guess}'?" if guess else None,
+            )
         if not isinstance(self.timeout_s, (int, float)) or self.timeout_s <= 0:
-            raise ConfigError(f"must be a positive number of seconds, got {self.timeout_s!r}",
-                              key="distributed.timeout_s")
+            raise ConfigError(
+                f"must be a positive number of seconds, got {self.timeout_s!r}", key="distributed.timeout_s"
+            )
         if runs_here and self.backend == "nccl" and ((device or "auto") in ("cpu", "mps") or not cuda_present()):
-            raise ConfigError("nccl needs CUDA devices, and this run has none", key="distributed.backend",
-                              hint="Use distributed.backend=gloo (or auto) on a CPU machine.")
+            raise ConfigError(
+                "nccl needs CUDA devices, and this run has none",
+                key="distributed.backend",
+                hint="Use distributed.backend=gloo (or auto) on a CPU machine.",
+            )
 
     def warn_oversubscribed(self, device: str | None) -> None:
         """A log warning when CPU ranks outnumber the cores: they would time-share, slower than one process."""
         if (device or "auto") in ("cpu",) or not cuda_present():
             cores = cpu_cores()
             if self.nproc_per_node > cores:
-                log.warning("distributed.nproc_per_node=%d CPU ranks on %d core(s): they will time-share the "
-                            "cores and run slower than fewer ranks; lower distributed.nproc_per_node",
-                            self.nproc_per_node, cores)
+                log.warning(
+                    "distributed.nproc_per_node=%d CPU ranks on %d core(s): they will time-share the "
+                    "cores and run slower than fewer ranks; lower distributed.nproc_per_node",
+                    self.nproc_per_node,
+                    cores,
+                )

@@ -49,9 +49,12 @@ def runner_for(cfg: DictConfig) -> Any:
     env = detect()
     if node is None:
         if env.distributed:
-            raise ConfigError(f"this process is rank {env.rank} of {env.world_size} (started by {env.source}), "
-                              "but the config has no distributed settings", key="distributed",
-                              hint="Add distributed=ddp, or start one process.")
+            raise ConfigError(
+                f"this process is rank {env.rank} of {env.world_size} (started by {env.source}), "
+                "but the config has no distributed settings",
+                key="distributed",
+                hint="Add distributed=ddp, or start one process.",
+            )
         return runner
     settings = Settings.from_config(node)
     device = str(runner.cfg.get("device", "auto"))
@@ -59,17 +62,18 @@ def runner_for(cfg: DictConfig) -> Any:
     if env.distributed or settings.world_size == 1:
         return as_rank(runner, env)
     if settings.nnodes > 1:
-        raise ConfigError(f"tipi starts ranks on this machine only; {settings.nnodes} nodes need torchrun or SLURM",
-                          key="distributed.nnodes",
-                          hint="Run torchrun --nnodes=N ... on each node, or launcher=slurm (docs/distributed.md).")
+        raise ConfigError(
+            f"tipi starts ranks on this machine only; {settings.nnodes} nodes need torchrun or SLURM",
+            key="distributed.nnodes",
+            hint="Run torchrun --nnodes=N ... on each node, or launcher=slurm (docs/distributed.md).",
+        )
     settings.warn_oversubscribed(device)
     return ElasticStart(runner, settings)
 
 
 def as_rank(runner: PipelineRunner, env: DistEnv, fields: dict[str, Any] | None = None) -> PipelineRunner:
     """``runner`` as rank ``env.rank``: rank 0 alone writes run.json; the others never claim the run directory."""
-    runner.record_factory = functools.partial(RankRecord, rank=env.rank, world_size=env.world_size,
-                                              fields=fields)
+    runner.record_factory = functools.partial(RankRecord, rank=env.rank, world_size=env.world_size, fields=fields)
     if env.rank != 0 and runner.resumed_with is None:
         # Rank 0 owns the fresh directory and may already have written run.json into it: the other
         # ranks join it as a resumed run does, so the fresh-directory check does not refuse them.
@@ -105,8 +109,13 @@ class ElasticStart:
         resolved["resume"] = None  # the workers run this file in this directory; nothing to look up again
         path = run_dir / RESOLVED_CONFIG
         atomic_write_text(path, OmegaConf.to_yaml(OmegaConf.create(resolved)))
-        spec = WorkerSpec(config=str(path), run_dir=str(run_dir), overrides=runner.overrides,
-                          resumed_with=runner.resumed_with, argv=list(sys.argv))
+        spec = WorkerSpec(
+            config=str(path),
+            run_dir=str(run_dir),
+            overrides=runner.overrides,
+            resumed_with=runner.resumed_with,
+            argv=list(sys.argv),
+        )
         spec_path = run_dir / WORKER_SPEC
         atomic_write_text(spec_path, json.dumps(asdict(spec)))
         if "OMP_NUM_THREADS" not in os.environ:  # the agent hands it to the workers: the cores split between them
@@ -127,12 +136,19 @@ class ElasticStart:
         # tipi reports a failed rank itself (its error, from run.json); torch's agent would add a traceback
         logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
         with tempfile.TemporaryDirectory(prefix="tipi-elastic-") as logs:
-            config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=self.settings.nproc_per_node,
-                                  run_id=uuid.uuid4().hex, rdzv_backend="c10d", rdzv_endpoint="127.0.0.1:0",
-                                  max_restarts=0, monitor_interval=0.1,
-                                  logs_specs=DefaultLogsSpecs(log_dir=logs),
-                                  # signalled, the ranks stop after a step and checkpoint: give them the time
-                                  shutdown_timeout=int(self.settings.timeout_s))
+            config = LaunchConfig(
+                min_nodes=1,
+                max_nodes=1,
+                nproc_per_node=self.settings.nproc_per_node,
+                run_id=uuid.uuid4().hex,
+                rdzv_backend="c10d",
+                rdzv_endpoint="127.0.0.1:0",
+                max_restarts=0,
+                monitor_interval=0.1,
+                logs_specs=DefaultLogsSpecs(log_dir=logs),
+                # signalled, the ranks stop after a step and checkpoint: give them the time
+                shutdown_timeout=int(self.settings.timeout_s),
+            )
             try:
                 elastic_launch(config, sys.executable)("-m", __name__, str(spec_path))
             except SignalException as exc:
@@ -152,8 +168,9 @@ class ElasticStart:
             failure = first_failure(run_dir, None)
             error = f"rank {failure[0]}: {failure[1]}" if failure else str(exc).strip().splitlines()[-1]
             record.finish(RunStatus.FAILED, error=error)
-        return DistributedError(str(error), key="distributed",
-                                hint=f"Each rank's log is <run dir>/rank<N>.log ({run_dir}).")
+        return DistributedError(
+            str(error), key="distributed", hint=f"Each rank's log is <run dir>/rank<N>.log ({run_dir})."
+        )
 
 
 def _worker_logging(rank: int) -> None:

@@ -31,8 +31,13 @@ if TYPE_CHECKING:
 
 __all__ = ["Param", "TargetInfo", "UnknownParameter", "install", "params_help", "read_target"]
 
-_EXPORTS = {"Param": "tipi.params.target", "TargetInfo": "tipi.params.target", "UnknownParameter": "tipi.params.hook",
-            "params_help": "tipi.params.help", "read_target": "tipi.params.signature"}
+_EXPORTS = {
+    "Param": "tipi.params.target",
+    "TargetInfo": "tipi.params.target",
+    "UnknownParameter": "tipi.params.hook",
+    "params_help": "tipi.params.help",
+    "read_target": "tipi.params.signature",
+}
 _MARK = "__tipi_params__"
 
 
@@ -50,6 +55,7 @@ def install() -> None:
     current = ConfigLoaderImpl.__dict__["_apply_overrides_to_config"]
     apply = current.__func__ if isinstance(current, staticmethod) else current
     if not getattr(apply, _MARK, False):
+
         def apply_overrides(overrides: list[Any], cfg: DictConfig) -> None:
             """Hydra's override step, with the signatures' defaults filled in (tipi.params.hook)."""
             from tipi.params.hook import apply_overrides as with_signatures
@@ -57,12 +63,14 @@ def install() -> None:
             with_signatures(apply, overrides, cfg)
 
         setattr(apply_overrides, _MARK, True)
-        ConfigLoaderImpl._apply_overrides_to_config = staticmethod(apply_overrides)  # type: ignore[method-assign]
+        ConfigLoaderImpl._apply_overrides_to_config = staticmethod(apply_overrides)  # type: ignore[method-assign]  # Hydra has no public hook here (tipi.params explains)
 
     get_help = Hydra.get_help
     if not getattr(get_help, _MARK, False):
-        def get_help_with_params(self: Hydra, help_cfg: DictConfig, cfg: DictConfig, args_parser: Any,
-                                 resolve: bool) -> str:
+
+        def get_help_with_params(
+            self: Hydra, help_cfg: DictConfig, cfg: DictConfig, args_parser: Any, resolve: bool
+        ) -> str:
             """Hydra's help, with every process and permanence and its parameters (tipi.params.help)."""
             from tipi.params.help import with_params_section
 
@@ -70,4 +78,4 @@ def install() -> None:
             return with_params_section(text, str(help_cfg.get("footer") or ""), cfg)
 
         setattr(get_help_with_params, _MARK, True)
-        Hydra.get_help = get_help_with_params  # type: ignore[method-assign]
+        Hydra.get_help = get_help_with_params  # type: ignore[method-assign]  # Hydra has no public hook for --help text (tipi.params explains)

@@ -101,8 +101,13 @@ def _check_section(key: str, cfg: DictConfig, added: set[str]) -> None:
     parent = cfg._get_node(parts[0]) if parts[0] in cfg else None
     if isinstance(parent, DictConfig) and not parent._is_none() and parts[1] not in parent:
         what = SECTIONS[parts[0]]
-        raise _refuse(f"{parts[0]}.{parts[1]}", parts[1], [str(k) for k in parent], what,
-                      hint=f"To add a {what}, use +{parts[0]}.{parts[1]}._target_=...")
+        raise _refuse(
+            f"{parts[0]}.{parts[1]}",
+            parts[1],
+            [str(k) for k in parent],
+            what,
+            hint=f"To add a {what}, use +{parts[0]}.{parts[1]}._target_=...",
+        )
 
 
 def _owner(key: str, by_key: dict[str, TargetNode]) -> tuple[TargetNode, str, list[str]] | None:
@@ -111,12 +116,13 @@ def _owner(key: str, by_key: dict[str, TargetNode]) -> tuple[TargetNode, str, li
     for i in range(len(parts) - 1, 0, -1):
         entry = by_key.get(".".join(parts[:i]))
         if entry is not None:
-            return entry, parts[i], parts[i + 1:]
+            return entry, parts[i], parts[i + 1 :]
     return None
 
 
-def _rewrite(override: Override, by_key: dict[str, TargetNode], cfg: DictConfig, added: set[str],
-             resuming: bool = False) -> Override:
+def _rewrite(
+    override: Override, by_key: dict[str, TargetNode], cfg: DictConfig, added: set[str], resuming: bool = False
+) -> Override:
     """The override as it should apply; raises for a parameter the target does not have.
 
     ``resuming`` (``resume=<dir>`` on the command line): an override of a process or permanence
@@ -163,8 +169,13 @@ def check_key(key: str, cfg: DictConfig) -> None:
         return
     entry, name, _ = owner
     info = entry.info
-    if info is not None and not _SPECIAL.match(name) and info.get(name) is None and name not in entry.node \
-            and not info.accepts_any:
+    if (
+        info is not None
+        and not _SPECIAL.match(name)
+        and info.get(name) is None
+        and name not in entry.node
+        and not info.accepts_any
+    ):
         raise _refuse(f"{entry.key}.{name}", name, info.names, "parameter")
 
 
@@ -188,8 +199,11 @@ def prepare(overrides: Sequence[Override], cfg: DictConfig) -> tuple[list[Overri
         _fill(entry)
     by_key = {e.listed_as: e for e in entries} | {e.key: e for e in entries}
     added = {".".join(o.key_or_group.split(".")[:2]) for o in overrides if o.is_add() or o.is_force_add()}
-    resuming = any(o.key_or_group == "resume" and not o.is_delete() and o.value() not in (None, "", "null")
-                   for o in overrides if not o.is_sweep_override())
+    resuming = any(
+        o.key_or_group == "resume" and not o.is_delete() and o.value() not in (None, "", "null")
+        for o in overrides
+        if not o.is_sweep_override()
+    )
     rewritten = [_rewrite(o, by_key, cfg, added, resuming) for o in overrides]
     return rewritten, [e.node for e in entries]
 
@@ -207,8 +221,9 @@ def _opened(nodes: Sequence[DictConfig]) -> Iterator[None]:
             OmegaConf.set_struct(node, flag)
 
 
-def apply_overrides(original: Callable[[list[Override], DictConfig], None], overrides: list[Override],
-                    cfg: DictConfig) -> None:
+def apply_overrides(
+    original: Callable[[list[Override], DictConfig], None], overrides: list[Override], cfg: DictConfig
+) -> None:
     """Hydra's override step (``original``), with the signatures' defaults filled in before and after it."""
     rewritten, nodes = prepare(overrides, cfg)
     with _opened(nodes):

@@ -17,6 +17,8 @@ __all__ = ["SECTIONS", "TargetNode", "target_nodes", "target_of"]
 
 SECTIONS = {"processes": "process", "permanences": "permanence"}
 _REFERENCE = re.compile(r"^\$\{([A-Za-z_][\w\-]*(?:\.[A-Za-z_][\w\-]*)*)\}$")  # permanences.data: ${data}
+
+
 @dataclass
 class TargetNode:
     """A ``_target_`` node of the pipeline and where overrides reach it."""

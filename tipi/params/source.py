@@ -39,8 +39,10 @@ _FIRST_DEF = re.compile(r"\n([ \t]+)(?:async\s+)?def\s")
 _WORD = re.compile(r"\w+")
 _GENERATED = ("__new__", "__signature__", "__tipi_signature__", "__init_subclass__")
 # Anything after a class's __init__ that could change its signature: another __init__, a generated one.
-_LATER = re.compile(r"\n[ \t]+(?:(?:async\s+)?def\s+|)(?:__init__|__new__|__signature__|__tipi_signature__"
-                    r"|__init_subclass__)\b")
+_LATER = re.compile(
+    r"\n[ \t]+(?:(?:async\s+)?def\s+|)(?:__init__|__new__|__signature__|__tipi_signature__"
+    r"|__init_subclass__)\b"
+)
 
 
 def _child(locations: list[str], part: str) -> tuple[Path | None, list[str]]:
@@ -137,12 +139,12 @@ def _definition(mod: _Module, name: str) -> ast.ClassDef | ast.FunctionDef | Non
     """The one undecorated top-level ``class name`` / ``def name`` of the module, parsed alone."""
     starts = mod.defined.get(name, [])
     source = mod.source
-    if len(starts) != 1 or source[:starts[0]].rstrip("\n").rpartition("\n")[2].startswith("@"):
+    if len(starts) != 1 or source[: starts[0]].rstrip("\n").rpartition("\n")[2].startswith("@"):
         return None
     if name in mod.assigned or name in mod.imported:
         return None  # bound again (name = wrap(name), an import): only Python knows which binding wins
     block_end = _TOP_LEVEL.search(source, starts[0])
-    block = source[starts[0]:block_end.start() if block_end else len(source)]
+    block = source[starts[0] : block_end.start() if block_end else len(source)]
     text = _through_init(block) if block.startswith("class") else block
     try:
         tree = ast.parse(text) if text is not None else None
@@ -166,9 +168,9 @@ def _through_init(block: str) -> str | None:
     indent = first.group(1)
     init = re.search(rf"\n{indent}def\s+__init__\s*\(", block)
     if init is None:
-        return block[:first.start()] if not _LATER.search(block, first.start()) else None
+        return block[: first.start()] if not _LATER.search(block, first.start()) else None
     end = len(block)
-    for line in re.finditer(r"\n([ \t]*)(\S?)", block[init.end():]):
+    for line in re.finditer(r"\n([ \t]*)(\S?)", block[init.end() :]):
         if line.group(2) and line.group(2) not in "#)" and len(line.group(1)) <= len(indent):
             end = init.end() + line.start()
             break
@@ -233,7 +235,7 @@ def _params(args: ast.arguments, skip_first: bool, injected: tuple[str, ...]) ->
     """Config parameters as ``inspect.signature`` would give them; None when a default is not a literal."""
     positional = [*args.posonlyargs, *args.args]
     defaults: list[ast.expr | None] = [None] * (len(positional) - len(args.defaults)) + list(args.defaults)
-    pairs = list(zip(positional, defaults, strict=True))[1 if skip_first else 0:]
+    pairs = list(zip(positional, defaults, strict=True))[1 if skip_first else 0 :]
     first_keyword = len(args.posonlyargs) - (1 if skip_first else 0)
     keyword = [pair for i, pair in enumerate(pairs) if i >= first_keyword]
     keyword += list(zip(args.kwonlyargs, args.kw_defaults, strict=True))

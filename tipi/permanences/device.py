@@ -42,8 +42,11 @@ def _cpu_only_without_torch() -> bool:
     CPU. Anywhere else (macOS has MPS, Windows has no /dev), or once torch is
     loaded anyway (tests fake its CUDA functions), torch is asked instead.
     """
-    return sys.platform.startswith("linux") and "torch" not in sys.modules and not any(
-        os.path.exists(node) for node in _ACCELERATOR_NODES)
+    return (
+        sys.platform.startswith("linux")
+        and "torch" not in sys.modules
+        and not any(os.path.exists(node) for node in _ACCELERATOR_NODES)
+    )
 
 
 def available_devices() -> list[str]:
@@ -95,8 +98,11 @@ def check_exists(spec: str, key: str = "device") -> None:
     wanted = "cuda:0" if spec == "cuda" else spec
     devices = ["cpu"] if _cpu_only_without_torch() else available_devices()
     if wanted not in devices:
-        raise DeviceError(f"'{spec}' does not exist on this machine. Available: {', '.join(devices)}",
-                          key=key, hint="Use device=auto to pick the best available device.")
+        raise DeviceError(
+            f"'{spec}' does not exist on this machine. Available: {', '.join(devices)}",
+            key=key,
+            hint="Use device=auto to pick the best available device.",
+        )
 
 
 class Device(Permanence):

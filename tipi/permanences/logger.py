@@ -48,7 +48,7 @@ def build_trackers(nodes: Mapping[str, Any] | None) -> dict[str, Tracker]:
     from tipi.core.builder import HYDRA_KEYS, check_params, locate
 
     if isinstance(nodes, DictConfig):
-        nodes = OmegaConf.to_container(nodes, resolve=True)  # type: ignore[assignment]
+        nodes = OmegaConf.to_container(nodes, resolve=True)  # type: ignore[assignment]  # a DictConfig becomes the plain dict used below
     trackers: dict[str, Tracker] = {}
     for name, node in (nodes or {}).items():
         key = f"logger.trackers.{name}"

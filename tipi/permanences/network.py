@@ -13,22 +13,25 @@ model (found without torch) when the network joins its run (``attach``).
 
 from __future__ import annotations
 
-import io
-import os
-import pickle
-import random
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from tipi.atomic import atomic_write
 from tipi.core.errors import CheckpointError, ConfigError
 from tipi.core.permanence import Permanence
 from tipi.distributed import barrier, get_world_size, is_main_process, wrap_ddp
+from tipi.permanences.checkpoint import (
+    atomic_save,
+    load_checkpoint,
+    peek_checkpoint,
+    rng_states,
+    set_rng_states,
+)
 from tipi.permanences.device import Device
+
+__all__ = ["Network", "atomic_save", "load_checkpoint", "peek_checkpoint"]
 
 if TYPE_CHECKING:
     import torch
@@ -36,130 +39,9 @@ if TYPE_CHECKING:
     from tipi.core.check import ConfigCheck
     from tipi.core.controller import PipelineController
 
-_RESTORE_HINT = "Remove it to start this run over, or restore it from best.pt."
-
 
 def _plain(node: Any) -> Any:
     return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
-
-
-def _rng_states() -> dict[str, Any]:
-    import numpy as np
-    import torch
-
-    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
-    assert not isinstance(keys, str)  # the legacy tuple: (name, key array, ...)
-    states: dict[str, Any] = {
-        "python": random.getstate(),
-        "numpy": (kind, torch.from_numpy(keys.astype("int64")), pos, has_gauss, cached),
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    return states
-
-
-def _set_rng_states(states: dict[str, Any]) -> None:
-    import numpy as np
-    import torch
-
-    version, internal, gauss = states["python"]
-    random.setstate((version, tuple(internal), gauss))
-    kind, keys, pos, has_gauss, cached = states["numpy"]
-    np.random.set_state((kind, keys.numpy().astype("uint32"), pos, has_gauss, cached))
-    torch.set_rng_state(states["torch"])
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
-
-
-def atomic_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temp file in the same directory, fsync, then rename over ``path``."""
-    import torch
-
-    try:
-        atomic_write(path, lambda f: torch.save(obj, f))
-    except OSError as exc:
-        raise CheckpointError(f"cannot write {path}: {exc.strerror or exc}; the previous checkpoint is kept",
-                              key="permanences.network") from exc
-
-
-class _Opaque:
-    """Stands in for every object a checkpoint's pickle names (tensors, OrderedDicts, ...)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    def __setstate__(self, state: Any) -> None:
-        pass
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        pass
-
-    def append(self, value: Any) -> None:
-        """Accept list items (pickle's APPENDS on an opaque object)."""
-
-    def extend(self, values: Any) -> None:
-        """Accept list items (pickle's APPENDS on an opaque object)."""
-
-
-class _PeekUnpickler(pickle.Unpickler):
-    """Reads the plain-Python parts of a pickle; imports nothing, so it runs no code."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        return _Opaque
-
-    def persistent_load(self, pid: Any) -> Any:
-        return None  # a tensor's storage: not needed to read the checkpoint's plain entries
-
-
-def _damaged(path: Path, why: str) -> CheckpointError:
-    size = path.stat().st_size if path.exists() else 0
-    return CheckpointError(f"{path} cannot be loaded ({size} bytes; {why}): it is truncated or corrupt",
-                           key="resume", hint=_RESTORE_HINT)
-
-
-def peek_checkpoint(path: Path) -> dict[str, Any] | None:
-    """A checkpoint's plain entries (``state``, ``model_config``; tensors left out), read without torch.
-
-    Raises ``CheckpointError`` when the file is not a readable checkpoint
-    (empty, truncated, random bytes). Returns None when it cannot tell
-    without torch (a checkpoint saved without CRCs), so ``load`` decides.
-    """
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = [n for n in archive.namelist() if n.count("/") == 1 and n.endswith("/data.pkl")]
-            if not names:
-                raise _damaged(path, "no data.pkl record")
-            data = archive.read(names[0])
-    except zipfile.BadZipFile as exc:
-        if "CRC" in str(exc):
-            return None
-        raise _damaged(path, f"not a zip archive: {exc}") from exc
-    except (OSError, EOFError, ValueError) as exc:
-        raise _damaged(path, f"{type(exc).__name__}: {exc}") from exc
-    try:
-        content = _PeekUnpickler(io.BytesIO(data)).load()
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
-        raise _damaged(path, f"{type(exc).__name__}: {exc}") from exc
-    if not isinstance(content, dict) or "model" not in content or "state" not in content:
-        raise CheckpointError(f"{path} is not a tipi checkpoint (no 'model' and 'state' entries)",
-                              key="resume", hint=_RESTORE_HINT)
-    return content
-
-
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Load a checkpoint safely (``weights_only=True``); a clear error if it is damaged."""
-    import torch
-
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
-        size = path.stat().st_size if path.exists() else 0
-        raise CheckpointError(
-            f"{path} cannot be loaded ({size} bytes; {type(exc).__name__}): it is truncated or corrupt",
-            key="resume",
-            hint=_RESTORE_HINT,
-        ) from exc
 
 
 def _describe(model_cfg: dict[str, Any]) -> str:
@@ -191,8 +73,9 @@ def _check_target(node: dict[str, Any], key: str) -> None:
 class Network(Permanence):
     """Holds the model and its optimizer on the run's device, plus the training state."""
 
-    def __init__(self, model: Any, optimizer: Any, scheduler: Any = None, amp: bool = False,
-                 checkpoint_dir: str = "checkpoints") -> None:
+    def __init__(
+        self, model: Any, optimizer: Any, scheduler: Any = None, amp: bool = False, checkpoint_dir: str = "checkpoints"
+    ) -> None:
         self.model_cfg = _plain(model)
         self.optimizer_cfg = _plain(optimizer)
         self.scheduler_cfg = _plain(scheduler)
@@ -215,8 +98,15 @@ class Network(Permanence):
 
     @staticmethod
     def _fresh_state() -> dict[str, Any]:
-        return {"epoch": 0, "epoch_step": 0, "step": 0, "best_metric": None, "finished": False,
-                "bad_epochs": 0, "history": []}
+        return {
+            "epoch": 0,
+            "epoch_step": 0,
+            "step": 0,
+            "best_metric": None,
+            "finished": False,
+            "bad_epochs": 0,
+            "history": [],
+        }
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -239,7 +129,9 @@ class Network(Permanence):
     def _model_mismatch(self, path: Path, stored: dict[str, Any], hint: str) -> CheckpointError:
         return CheckpointError(
             f"{path} holds a different model ({_describe(stored)}) than this run's ({_describe(self.model_cfg)})",
-            key="resume", hint=hint)
+            key="resume",
+            hint=hint,
+        )
 
     def check_resumable(self) -> None:
         """Refuse a ``last.pt`` that is damaged or holds another model, without importing torch.
@@ -254,7 +146,8 @@ class Network(Permanence):
         stored = content.get("model_config") if content else None
         if isinstance(stored, dict) and stored != self.model_cfg:
             raise self._model_mismatch(
-                last, stored, "Resume with the model the run was started with, or start a fresh run directory.")
+                last, stored, "Resume with the model the run was started with, or start a fresh run directory."
+            )
 
     def initialize(self) -> None:
         """Build model, optimizer and scheduler on the device; resume from ``last.pt`` if present."""
@@ -315,7 +208,7 @@ class Network(Permanence):
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "state": self.state,
-            "rng": _rng_states(),
+            "rng": rng_states(),
             "model_config": self.model_cfg,
         }
 
@@ -329,8 +222,7 @@ class Network(Permanence):
             self.model.load_state_dict(ckpt["model"])
             self.optimizer.load_state_dict(ckpt["optimizer"])
         except (RuntimeError, ValueError, KeyError) as exc:
-            raise CheckpointError(f"{path} does not fit this model: {str(exc).splitlines()[0]}",
-                                  key="resume") from exc
+            raise CheckpointError(f"{path} does not fit this model: {str(exc).splitlines()[0]}", key="resume") from exc
         if self.scheduler is not None and ckpt.get("scheduler"):
             self.scheduler.load_state_dict(ckpt["scheduler"])
         if self.scaler is not None and ckpt.get("scaler"):
@@ -340,10 +232,12 @@ class Network(Permanence):
         if saved_world != world and self.state["step"] and not self.state["finished"]:
             raise CheckpointError(
                 f"{path} was written by a run of {saved_world} rank(s); this one has {world}: the per-rank batches "
-                "and the sample order would change mid-training", key="distributed.nproc_per_node",
-                hint=f"Resume with distributed.nproc_per_node={saved_world} (and as many nodes as before).")
+                "and the sample order would change mid-training",
+                key="distributed.nproc_per_node",
+                hint=f"Resume with distributed.nproc_per_node={saved_world} (and as many nodes as before).",
+            )
         if "rng" in ckpt:
-            _set_rng_states(ckpt["rng"])
+            set_rng_states(ckpt["rng"])
         self.resumed_from = path
 
     def _check_finite(self, path: Path) -> None:
@@ -357,7 +251,8 @@ class Network(Permanence):
                 f"the weights are not finite (NaN or inf) at step {self.state['step']}; "
                 f"{path.name} was not overwritten, the previous one is kept",
                 key="permanences.network",
-                hint="Lower optimizer.lr, or resume from the kept checkpoint.")
+                hint="Lower optimizer.lr, or resume from the kept checkpoint.",
+            )
 
     def checkpoint(self) -> None:
         """Write ``last.pt`` atomically (rank 0 alone when there are several ranks: their weights are equal)."""

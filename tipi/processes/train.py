@@ -72,8 +72,11 @@ class TrainingProcess(PipelineProcess):
             value = params.get(name, 1)
             check.require(value >= 1, name, f"must be at least 1, got {value}")
         patience = params.get("early_stopping_patience")
-        check.require(patience is None or patience >= 1, "early_stopping_patience",
-                      f"must be at least 1 (or null for no early stopping), got {patience}")
+        check.require(
+            patience is None or patience >= 1,
+            "early_stopping_patience",
+            f"must be at least 1 (or null for no early stopping), got {patience}",
+        )
         check.require_metric("monitor", params.get("monitor", "val/mean_iou"), eval_metric_names("val"))
 
     def skip(self) -> bool:
@@ -129,8 +132,11 @@ class TrainingProcess(PipelineProcess):
                     # on_nan=skip pays one host sync a step so that a bad batch never reaches the weights.
                     skipped = self.on_nan == "skip" and not bool(torch.isfinite(loss.detach()))
                     if skipped:
-                        log.warning("training loss is %s at step %d; the step is skipped",
-                                    float(loss.detach()), state["step"] + 1)
+                        log.warning(
+                            "training loss is %s at step %d; the step is skipped",
+                            float(loss.detach()),
+                            state["step"] + 1,
+                        )
                     elif scaler is not None:
                         scaler.scale(loss).backward()
                         scaler.step(optimizer)
@@ -177,8 +183,10 @@ class TrainingProcess(PipelineProcess):
         if not math.isfinite(mean):
             self._diverged(mean, count)
         if self.logger is not None:
-            self.logger.log({"train/loss": mean, "train/lr": optimizer.param_groups[0]["lr"],
-                             "epoch": self.network.state["epoch"]}, step=self.network.state["step"])
+            self.logger.log(
+                {"train/loss": mean, "train/lr": optimizer.param_groups[0]["lr"], "epoch": self.network.state["epoch"]},
+                step=self.network.state["step"],
+            )
         return mean
 
     def _end_epoch(self, epoch: int) -> bool:
@@ -190,8 +198,10 @@ class TrainingProcess(PipelineProcess):
             self.logger.log({**logged, "epoch": epoch}, step=state["step"])
         value = logged.get(self.monitor)
         if value is None:
-            raise ConfigError(f"'{self.monitor}' is not a validation metric. Valid: {', '.join(sorted(logged))}",
-                              key="processes.train.monitor")
+            raise ConfigError(
+                f"'{self.monitor}' is not a validation metric. Valid: {', '.join(sorted(logged))}",
+                key="processes.train.monitor",
+            )
         best = state["best_metric"]
         improved = best is None or (value > best if self.monitor_mode == "max" else value < best)
         if improved:

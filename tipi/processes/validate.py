@@ -66,7 +66,7 @@ class EvaluationProcess(PipelineProcess):
         self.use_best = use_best
 
     @property
-    def output(self):  # noqa: ANN201 - Path
+    def output(self):
         """``<run dir>/<split>_metrics.json``."""
         return self.controller.run_dir / f"{self.split}_metrics.json"
 

@@ -33,15 +33,24 @@ def agent_parameters() -> dict[str, Any]:
         raise SweepError("wandb.agent started a run without parameters (no WANDB_SWEEP_PARAM_PATH)", key="sweep")
     with open(path, encoding="utf-8") as f:
         data = yaml.safe_load(f) or {}
-    return {str(k): plain(v.get("value") if isinstance(v, dict) and "value" in v else v)
-            for k, v in data.items() if k not in ("wandb_version", "_wandb")}
+    return {
+        str(k): plain(v.get("value") if isinstance(v, dict) and "value" in v else v)
+        for k, v in data.items()
+        if k not in ("wandb_version", "_wandb")
+    }
 
 
 class WandBAgentSweep:
     """Runs this agent's share of a WandB sweep; ``trials`` lists the runs it ran."""
 
-    def __init__(self, spec: SweepSpec, sweep_dir: Path, runner: TrialRunner,
-                 project: str | None = None, entity: str | None = None) -> None:
+    def __init__(
+        self,
+        spec: SweepSpec,
+        sweep_dir: Path,
+        runner: TrialRunner,
+        project: str | None = None,
+        entity: str | None = None,
+    ) -> None:
         self.spec = spec
         self.sweep_dir = Path(sweep_dir)
         self.runner = runner
@@ -67,8 +76,12 @@ class WandBAgentSweep:
         import wandb
 
         sweep_id = self.create_or_join()
-        kwargs: dict[str, Any] = {"function": self._run_one, "project": self.project, "entity": self.entity,
-                                  "count": self.spec.count}
+        kwargs: dict[str, Any] = {
+            "function": self._run_one,
+            "project": self.project,
+            "entity": self.entity,
+            "count": self.spec.count,
+        }
         if "max_consecutive_failed_runs" in inspect.signature(wandb.agent).parameters:
             kwargs["max_consecutive_failed_runs"] = self.spec.max_consecutive_failures
         # The agent writes each run's parameter file under WANDB_DIR (else the working

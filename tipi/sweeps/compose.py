@@ -53,8 +53,11 @@ def command_line_overrides(sweep_dir: Path | None = None) -> list[str]:
 def run_overrides(base: Sequence[str], params: Sequence[str]) -> list[str]:
     """``base`` without the sweep's own keys and without keys the run's ``params`` set, then ``params``."""
     taken = {override_key(p) for p in params}
-    kept = [o for o in normalize_overrides(list(base))
-            if not _is_under(override_key(o), SWEEP_ONLY_KEYS) and override_key(o) not in taken]
+    kept = [
+        o
+        for o in normalize_overrides(list(base))
+        if not _is_under(override_key(o), SWEEP_ONLY_KEYS) and override_key(o) not in taken
+    ]
     return kept + list(params)
 
 

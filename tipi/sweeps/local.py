@@ -76,8 +76,11 @@ class LocalSweep:
             started += 1
             consecutive_failures = 0 if trial.status == RunStatus.SUCCEEDED else consecutive_failures + 1
             if consecutive_failures >= self.spec.max_consecutive_failures:
-                raise SweepError(f"{consecutive_failures} sweep runs failed in a row; stopping the sweep",
-                                 key="sweep", hint=f"Last error: {trial.error}")
+                raise SweepError(
+                    f"{consecutive_failures} sweep runs failed in a row; stopping the sweep",
+                    key="sweep",
+                    hint=f"Last error: {trial.error}",
+                )
         return self.trials
 
     def _run(self, trial: Trial) -> None:
@@ -99,13 +102,21 @@ class LocalSweep:
         metric = self.spec.metric_name
         history = []
         for trial in self.trials:
-            states: dict[str, Any] = {RunStatus.SUCCEEDED: sweeps.RunState.finished,
-                                      RunStatus.FAILED: sweeps.RunState.failed}
+            states: dict[str, Any] = {
+                RunStatus.SUCCEEDED: sweeps.RunState.finished,
+                RunStatus.FAILED: sweeps.RunState.failed,
+            }
             state = states.get(trial.status, sweeps.RunState.running)
             summary = {metric: trial.objective} if metric and trial.objective is not None else {}
             # pydantic 2 fills SweepRun by the camelCase names (summaryMetrics), as WandB's server sends them.
-            history.append(sweeps.SweepRun(name=trial.name, state=state, summaryMetrics=summary,
-                                           config={k: {"value": v} for k, v in trial.params.items()}))
+            history.append(
+                sweeps.SweepRun(
+                    name=trial.name,
+                    state=state,
+                    summaryMetrics=summary,
+                    config={k: {"value": v} for k, v in trial.params.items()},
+                )
+            )
         return history
 
     def _propose(self) -> dict[str, Any] | None:
@@ -146,6 +157,10 @@ class LocalSweep:
         return [Trial.from_json(t) for t in data.get("runs", [])]
 
     def _save(self) -> None:
-        state = {"name": self.spec.name, "method": self.spec.method, "metric": self.spec.wandb.get("metric"),
-                 "runs": [t.to_json() for t in self.trials]}
+        state = {
+            "name": self.spec.name,
+            "method": self.spec.method,
+            "metric": self.spec.wandb.get("metric"),
+            "runs": [t.to_json() for t in self.trials],
+        }
         atomic_write_text(self.state_path, json.dumps(state, indent=2, default=str) + "\n")

@@ -59,14 +59,20 @@ def check_key(name: str, allow: Iterable[str] = (), where: str = "sweep.paramete
     """Check a parameter name is a plain override key the sweep may set; return the bare key."""
     match = _KEY.match(str(name))
     if match is None:
-        raise SweepError(f"'{name}' is not a Hydra override key", key=f"{where}.{name}",
-                         hint="Use dotted config keys (optimizer.lr), a config group (model), "
-                              "or +key for a key the config does not have.")
+        raise SweepError(
+            f"'{name}' is not a Hydra override key",
+            key=f"{where}.{name}",
+            hint="Use dotted config keys (optimizer.lr), a config group (model), "
+            "or +key for a key the config does not have.",
+        )
     key = match.group(2)
     reason = protection(key)
     if reason is not None and not is_allowed(key, allow):
-        raise SweepError(f"a sweep may not set '{key}': {reason}", key=f"{where}.{name}",
-                         hint=f"If this sweep is yours and trusted, list it in sweep.allow: ['{key}'].")
+        raise SweepError(
+            f"a sweep may not set '{key}': {reason}",
+            key=f"{where}.{name}",
+            hint=f"If this sweep is yours and trusted, list it in sweep.allow: ['{key}'].",
+        )
     return key
 
 
@@ -82,12 +88,18 @@ def check_value(key: str, value: Any, allow: Iterable[str] = (), where: str = "s
     elif isinstance(value, str) and not is_allowed(key, allow):
         if "${" in value:
             # ``${oc.env:...}`` would copy a secret of this machine into the run's config (and to WandB).
-            raise SweepError(f"value {value!r} is an interpolation, which a sweep may not send",
-                             key=f"{where}.{key}", hint=f"List it in sweep.allow: ['{key}'] if it is yours.")
+            raise SweepError(
+                f"value {value!r} is an interpolation, which a sweep may not send",
+                key=f"{where}.{key}",
+                hint=f"List it in sweep.allow: ['{key}'] if it is yours.",
+            )
         if _CLIMBS.search(value):
             # As a config-group choice (``model=../x``) it would load a config file from outside the group.
-            raise SweepError(f"value {value!r} is a path that leaves its config group", key=f"{where}.{key}",
-                             hint=f"List it in sweep.allow: ['{key}'] if it is yours.")
+            raise SweepError(
+                f"value {value!r} is a path that leaves its config group",
+                key=f"{where}.{key}",
+                hint=f"List it in sweep.allow: ['{key}'] if it is yours.",
+            )
 
 
 def plain(value: Any) -> Any:
@@ -160,8 +172,12 @@ def to_override(name: str, value: Any, allow: Iterable[str] = ()) -> str:
         parsed = OverridesParser.create().parse_override(text)
     except HydraException as exc:
         raise SweepError(f"cannot express {value!r} as an override: {exc}", key=f"sweep.parameters.{name}") from exc
-    if parsed.key_or_group != key or parsed.package is not None or parsed.is_sweep_override() \
-            or not _same(parsed.value(), value):
+    if (
+        parsed.key_or_group != key
+        or parsed.package is not None
+        or parsed.is_sweep_override()
+        or not _same(parsed.value(), value)
+    ):
         raise SweepError(f"the override {text!r} would not set {key} to {value!r}", key=f"sweep.parameters.{name}")
     return text
 

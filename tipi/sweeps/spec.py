@@ -45,15 +45,17 @@ def import_sweeps() -> ModuleType:
     """
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Valid config keys have changed in V2", category=UserWarning)
-        warnings.filterwarnings("ignore", message="Support for class-based `config` is deprecated",
-                                category=DeprecationWarning)
+        warnings.filterwarnings(
+            "ignore", message="Support for class-based `config` is deprecated", category=DeprecationWarning
+        )
         try:
             import sweeps
         except ImportError as exc:
-            raise SweepError("running a sweep here needs WandB's sweep engine, the 'sweeps' package",
-                             key="sweep.backend",
-                             hint="pip install sweeps (it brings scipy and scikit-learn), "
-                                  "or run the sweep on WandB's server.") from exc
+            raise SweepError(
+                "running a sweep here needs WandB's sweep engine, the 'sweeps' package",
+                key="sweep.backend",
+                hint="pip install sweeps (it brings scipy and scikit-learn), or run the sweep on WandB's server.",
+            ) from exc
     return sweeps
 
 
@@ -85,8 +87,11 @@ class SweepSpec:
         if isinstance(node, DictConfig):
             node = OmegaConf.to_container(node, resolve=True)
         if not isinstance(node, Mapping):
-            raise SweepError(f"must be a mapping in WandB's sweep format, got {type(node).__name__}", key="sweep",
-                             hint="Select a sweep file with +sweep=<name> (conf/sweep/<name>.yaml).")
+            raise SweepError(
+                f"must be a mapping in WandB's sweep format, got {type(node).__name__}",
+                key="sweep",
+                hint="Select a sweep file with +sweep=<name> (conf/sweep/<name>.yaml).",
+            )
         data = {str(k): v for k, v in node.items()}
         tipi = _tipi_keys({k: data.pop(k) for k in TIPI_KEYS if k in data})
         # ``run_cap: null`` in a YAML file means "no cap": WandB's schema wants the key absent.
@@ -149,29 +154,44 @@ def _tipi_keys(raw: Mapping[str, Any]) -> dict[str, Any]:
     if sweep_id and backend == "auto":
         backend = "wandb"
     seed = raw.get("seed")
-    return {"backend": backend, "id": sweep_id, "count": count, "allow": tuple(allow),
-            "seed": None if seed is None else int(seed), "max_consecutive_failures": max_failures}
+    return {
+        "backend": backend,
+        "id": sweep_id,
+        "count": count,
+        "allow": tuple(allow),
+        "seed": None if seed is None else int(seed),
+        "max_consecutive_failures": max_failures,
+    }
 
 
-def _check_wandb_part(data: dict[str, Any], allow: Sequence[str], objective: str | None,
-                      objective_mode: str | None) -> list[str]:
+def _check_wandb_part(
+    data: dict[str, Any], allow: Sequence[str], objective: str | None, objective_mode: str | None
+) -> list[str]:
     """Check WandB's part (filling ``metric`` from the run's objective); return the parameter names."""
     if data.get("method") not in METHODS:
-        raise SweepError(f"method must be one of {', '.join(METHODS)}, got {data.get('method')!r}",
-                         key="sweep.method")
+        raise SweepError(f"method must be one of {', '.join(METHODS)}, got {data.get('method')!r}", key="sweep.method")
     parameters = data.get("parameters")
     if not isinstance(parameters, Mapping) or not parameters:
-        raise SweepError("needs at least one parameter", key="sweep.parameters",
-                         hint="e.g. parameters: {optimizer.lr: {values: [1e-3, 1e-4]}}")
+        raise SweepError(
+            "needs at least one parameter",
+            key="sweep.parameters",
+            hint="e.g. parameters: {optimizer.lr: {values: [1e-3, 1e-4]}}",
+        )
     names = check_parameters(parameters, allow)
     if "metric" not in data and objective:
         # The sweep optimises what the run reports as its objective.
         data["metric"] = {"name": objective, "goal": "minimize" if objective_mode == "min" else "maximize"}
     if data["method"] == "bayes" and not isinstance(data.get("metric"), Mapping):
-        raise SweepError("a bayes sweep needs a metric to optimise", key="sweep.metric",
-                         hint="e.g. metric: {name: val/mean_iou, goal: maximize}")
+        raise SweepError(
+            "a bayes sweep needs a metric to optimise",
+            key="sweep.metric",
+            hint="e.g. metric: {name: val/mean_iou, goal: maximize}",
+        )
     violations = _schema_violations(data)
     if violations:
-        raise SweepError("is not a valid WandB sweep config: " + "; ".join(violations[:3]), key="sweep",
-                         hint="See https://docs.wandb.ai/models/sweeps/define-sweep-configuration")
+        raise SweepError(
+            "is not a valid WandB sweep config: " + "; ".join(violations[:3]),
+            key="sweep",
+            hint="See https://docs.wandb.ai/models/sweeps/define-sweep-configuration",
+        )
     return names

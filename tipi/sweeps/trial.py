@@ -61,8 +61,9 @@ def _finite(value: Any) -> float | None:
 class TrialRunner:
     """Runs trials of one sweep: compose, save ``.hydra/``, ``PipelineRunner.run()``, read the metric."""
 
-    def __init__(self, spec: SweepSpec, sweep_dir: Path, base_overrides: Sequence[str],
-                 sweep_id: str | None = None) -> None:
+    def __init__(
+        self, spec: SweepSpec, sweep_dir: Path, base_overrides: Sequence[str], sweep_id: str | None = None
+    ) -> None:
         self.spec = spec
         self.sweep_dir = Path(sweep_dir)
         self.base_overrides = list(base_overrides)
@@ -137,5 +138,12 @@ class TrialRunner:
         if trial.error is None and data.get("error"):
             trial.error = str(data["error"])
         record = RunRecord(run_dir)
-        record.update(sweep={"dir": str(self.sweep_dir), "id": self.sweep_id, "name": self.spec.name,
-                             "run": trial.name, "params": plain(trial.params)})
+        record.update(
+            sweep={
+                "dir": str(self.sweep_dir),
+                "id": self.sweep_id,
+                "name": self.spec.name,
+                "run": trial.name,
+                "params": plain(trial.params),
+            }
+        )

@@ -120,8 +120,9 @@ def save_prediction_grid(
     return _write_atomically(Path(path), lambda handle: picture.save(handle, format="PNG"))
 
 
-def _grid_arrays(images: torch.Tensor | np.ndarray, masks: torch.Tensor | np.ndarray,
-                 preds: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _grid_arrays(
+    images: torch.Tensor | np.ndarray, masks: torch.Tensor | np.ndarray, preds: torch.Tensor | np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Images, masks and predicted classes as NumPy arrays of matching shapes (logits are argmax-ed)."""
     images_np = to_numpy(images)
     masks_np = to_numpy(masks).astype(np.int64)
@@ -201,8 +202,9 @@ def save_metric_curves(
 def _curve_keys(history: Sequence[Mapping[str, Any]], keys: Sequence[str] | None) -> Sequence[str]:
     """The metrics to plot: ``keys`` (each must be logged somewhere), or every numeric one but the x axis."""
     if keys is None:
-        keys = sorted({key for record in history for key, value in record.items()
-                       if key not in _X_KEYS and _is_number(value)})
+        keys = sorted(
+            {key for record in history for key, value in record.items() if key not in _X_KEYS and _is_number(value)}
+        )
     else:
         missing = [key for key in keys if not any(key in record for record in history)]
         if missing:

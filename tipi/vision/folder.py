@@ -159,8 +159,13 @@ class FolderDataset:
             mask or a mask no image, or a file is not a readable image.
     """
 
-    def __init__(self, root: str | Path, image_size: int | None = None, num_classes: int | None = None,
-                 mask_values: Sequence[int] | None = None) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        image_size: int | None = None,
+        num_classes: int | None = None,
+        mask_values: Sequence[int] | None = None,
+    ) -> None:
         from PIL import Image
 
         self.root = Path(root).expanduser()
@@ -236,14 +241,16 @@ class FolderDataset:
                 bad = sorted(set(np.unique(values).tolist()) - set(self.mask_values or []))
                 raise FolderDataError(
                     f"mask '{mask_path}' holds values {bad[:8]} that data.mask_values {self.mask_values} does not list",
-                    hint="List every pixel value that stands for a class in data.mask_values, in class order.")
+                    hint="List every pixel value that stands for a class in data.mask_values, in class order.",
+                )
             return labels
         if self.num_classes is not None and values.size and values.max() >= self.num_classes:
             found = np.unique(values).tolist()
             raise FolderDataError(
                 f"mask '{mask_path}' holds class {int(values.max())} (masks hold {found[:8]}), but num_classes is "
                 f"{self.num_classes} (valid: 0..{self.num_classes - 1})",
-                hint=_mask_hint(found, self.num_classes))
+                hint=_mask_hint(found, self.num_classes),
+            )
         return values
 
     def check_masks(self) -> None:
@@ -295,10 +302,13 @@ def _mask_hint(found: list[int], num_classes: int) -> str:
     listed = ",".join(str(v) for v in found)
     if len(found) <= num_classes:
         classes = f" data.num_classes={len(found)}" if len(found) != num_classes else ""
-        return (f"Masks hold the values {found}: store class indices 0..{num_classes - 1} in the masks, or map "
-                f"the values to classes with data.mask_values=[{listed}]{classes}.")
-    return (f"Masks hold {len(found)} distinct values: store class indices 0..{num_classes - 1}, "
-            f"or raise data.num_classes.")
+        return (
+            f"Masks hold the values {found}: store class indices 0..{num_classes - 1} in the masks, or map "
+            f"the values to classes with data.mask_values=[{listed}]{classes}."
+        )
+    return (
+        f"Masks hold {len(found)} distinct values: store class indices 0..{num_classes - 1}, or raise data.num_classes."
+    )
 
 
 def write_folder_dataset(
@@ -317,7 +327,7 @@ def write_folder_dataset(
 
     from tipi.vision.transforms import denormalize_image
 
-    total = len(dataset)  # type: ignore[arg-type]
+    total = len(dataset)  # type: ignore[arg-type]  # map-style datasets have a length; torch's Dataset type does not say so
     if not 0 <= n <= total:
         raise ValueError(f"cannot write {n} samples from a dataset of {total}")
     root = Path(root)

@@ -41,8 +41,12 @@ class UNet(nn.Module):
 
     def __init__(self, in_channels: int = 3, num_classes: int = 4, base_channels: int = 16, depth: int = 3) -> None:
         super().__init__()
-        for name, value in (("in_channels", in_channels), ("num_classes", num_classes),
-                            ("base_channels", base_channels), ("depth", depth)):
+        for name, value in (
+            ("in_channels", in_channels),
+            ("num_classes", num_classes),
+            ("base_channels", base_channels),
+            ("depth", depth),
+        ):
             if value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
         self.in_channels = in_channels
