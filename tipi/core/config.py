@@ -60,7 +60,7 @@ def register_resolvers() -> None:
 
 # Groups that sit in the primary defaults list as `null` (so that `debug=...`
 # overlays come after an experiment and win), but that users may also select
-# with a leading `+`, as Hydra's docs and DESIGN.md write it.
+# with a leading `+`, as Hydra's docs write it.
 PLUS_OPTIONAL_GROUPS = ("experiment",)
 
 

@@ -32,11 +32,6 @@ _CLIMBS = re.compile(r"^/|(^|/)\.\.(/|$)")
 _KEYWORDS = frozenset({"null", "true", "false", "inf", "nan"})
 
 
-def bare_key(name: str) -> str:
-    """``+a.b`` -> ``a.b``: the config key an override name sets."""
-    return name.lstrip("+")
-
-
 def protection(key: str) -> str | None:
     """Why a sweep may not set ``key`` on its own, or None when it may."""
     parts = [p for p in re.split(r"[./]", key) if p]
