@@ -106,6 +106,9 @@ class PipelineRunner:
         self.resumed_with: list[str] | None = None  # the overrides applied on top of a resumed run
         # how run.json is kept; a distributed rank swaps in one that only rank 0 writes (tipi.distributed)
         self.record_factory: Callable[[Path], RunRecord] = RunRecord
+        # True for a process that joins a run another process owns (a rank other than 0):
+        # it neither checks the directory nor writes run.json's start (its record_factory decides).
+        self.joins_run = False
         resume = cfg.get("resume")
         if resume:
             run_dir = Path(str(resume)).expanduser().absolute()
@@ -137,7 +140,7 @@ class PipelineRunner:
             release_freed_memory()
 
     def _run_once(self) -> float | None:
-        if self.resumed_with is None:  # a fresh run never writes into another run's directory
+        if self.resumed_with is None and not self.joins_run:  # a fresh run never writes into another's directory
             check_free(self.run_dir, self.overrides, key="run_dir")
         controller = self.build()  # a config error leaves no run record behind
         self.run_dir.mkdir(parents=True, exist_ok=True)

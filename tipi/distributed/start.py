@@ -74,10 +74,8 @@ def runner_for(cfg: DictConfig) -> Any:
 def as_rank(runner: PipelineRunner, env: DistEnv, fields: dict[str, Any] | None = None) -> PipelineRunner:
     """``runner`` as rank ``env.rank``: rank 0 alone writes run.json; the others never claim the run directory."""
     runner.record_factory = functools.partial(RankRecord, rank=env.rank, world_size=env.world_size, fields=fields)
-    if env.rank != 0 and runner.resumed_with is None:
-        # Rank 0 owns the fresh directory and may already have written run.json into it: the other
-        # ranks join it as a resumed run does, so the fresh-directory check does not refuse them.
-        runner.resumed_with = []
+    # Rank 0 owns the directory and may already have written run.json into it: the others join it.
+    runner.joins_run = env.rank != 0
     return runner
 
 
