@@ -237,7 +237,8 @@ def client_for(uri: str) -> Any:
 # -- tests --------------------------------------------------------------------------------------
 def test_wandb_tensorboard_and_mlflow_at_once_hold_what_metrics_jsonl_holds(run_tipi: RunTipi, tmp_path: Path,
                                                                            mlflow_db: Path) -> None:
-    run_tipi(*FAST, "logger=[wandb,tensorboard,mlflow]", "run.tags=[mine]", "optimizer.lr=0.002", check=True)
+    run_tipi(*FAST, "logger=[wandb,tensorboard,mlflow]", "run.tags=[mine]", "optimizer.lr=0.002",
+             "processes.train.figures_every_n_epochs=1", check=True)
     [run_dir] = run_dirs(tmp_path / "outputs")
     record = read_json(run_dir / "run.json")
     expected = jsonl_points(run_dir)
