@@ -6,8 +6,10 @@ Set ``TIPI_TRACEBACK=1`` (or Hydra's ``HYDRA_FULL_ERROR=1``) to see full traceba
 from __future__ import annotations
 
 import os
+import re
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +26,31 @@ def _full_traceback_requested() -> bool:
     return any(os.environ.get(v, "") not in ("", "0") for v in ("TIPI_TRACEBACK", "HYDRA_FULL_ERROR"))
 
 
-def report_error(exc: BaseException) -> None:
-    """One short, readable message on stderr; the full traceback only when asked for."""
-    from rich.console import Console
-    from rich.markup import escape
+def _no_escape(text: str) -> str:
+    return text
 
-    console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+class _PlainConsole:
+    """Rich's ``print`` for a stderr that is no terminal: the same lines, markup dropped, Rich not imported."""
+
+    _MARKUP = re.compile(r"\[/?(?:bold|dim|red|yellow|bold red)?\]")
+
+    def print(self, text: str) -> None:
+        sys.stderr.write(self._MARKUP.sub("", text).replace("\\[", "[") + "\n")
+
+
+def report_error(exc: BaseException) -> None:
+    """One short, readable message on stderr; the full traceback only when asked for.
+
+    Rich colours it on a terminal; elsewhere (a log file, a test) it is plain text, and costs no Rich import.
+    """
+    console: Any = _PlainConsole()
+    escape: Callable[[str], str] = _no_escape
+    if sys.stderr.isatty():
+        from rich.console import Console
+        from rich.markup import escape as rich_escape
+
+        console, escape = Console(stderr=True, highlight=False, soft_wrap=True), rich_escape
     if isinstance(exc, TipiError):
         head = f"[bold red]Error[/] [bold]{escape(exc.key)}[/]: " if exc.key else "[bold red]Error[/]: "
         console.print(head + escape(exc.message))
@@ -143,7 +164,8 @@ def register_launchers() -> None:
 def main() -> Any:
     """Console entry point."""
     register_resolvers()
-    register_launchers()
+    if {"-m", "--multirun"} & set(sys.argv[1:]):  # only a multirun instantiates a launcher
+        register_launchers()
     hydra_errors.install(report_error, _full_traceback_requested)
     install_params()  # every parameter of a process or permanence is a config key (tipi.params)
     sys.argv[1:] = normalize_overrides(sys.argv[1:])
