@@ -302,7 +302,10 @@ class PipelineBuilder:
         objective = OmegaConf.select(self.cfg, "run.objective", default=None)
         if not objective or metrics is None or matches(str(objective), metrics):
             return
-        if did_you_mean(str(objective), metrics) is not None:
+        # A typo has a near name in the same split (test/mean_iuo ~ test/mean_iou); test/mean_iou
+        # after ~processes.test has no test/ metric at all: not a typo, the split is not run.
+        split = str(objective).split("/", 1)[0] + "/"
+        if did_you_mean(str(objective), [m for m in metrics if m.startswith(split)]) is not None:
             raise unknown_metric("run.objective", str(objective), metrics)
         log.warning(
             "run.objective '%s' is logged by no process of this pipeline; the run's objective is the "
