@@ -44,7 +44,7 @@ def _train(network: Any, steps: int) -> tuple[list[float], str]:
 
     data = ShapesDataset(BATCH, image_size=IMAGE_SIZE, seed=0)
     images, masks = data.images.to(network.device), data.masks.long().to(network.device)
-    model, optimizer, scaler = network.model, network.optimizer, network.scaler
+    model, optimizer = network.model, network.optimizer
     model.train()
     losses, dtype = [], "float32"
     for _ in range(steps):
@@ -52,13 +52,7 @@ def _train(network: Any, steps: int) -> tuple[list[float], str]:
         with network.autocast():
             dtype = _autocast_dtype(network.device.type) or dtype
             loss = F.cross_entropy(model(images), masks)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
+        network.backward_and_step(loss)
         losses.append(float(loss.detach()))
     return losses, dtype
 

@@ -189,6 +189,17 @@ class Network(Permanence):
         assert model is not None
         return model
 
+    def backward_and_step(self, loss: Any) -> None:
+        """Backward pass and optimizer step, through the AMP gradient scaler when there is one."""
+        assert self.optimizer is not None
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()
+            self.optimizer.step()
+
     def autocast(self) -> Any:
         """Mixed precision on CUDA when ``amp`` is on; otherwise a no-op context."""
         import contextlib

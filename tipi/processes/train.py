@@ -114,7 +114,7 @@ class TrainingProcess(PipelineProcess):
         import torch.nn.functional as F
 
         net, state, controller = self.network, self.network.state, self.controller
-        model, optimizer, scaler, device = net.model, net.optimizer, net.scaler, net.device
+        model, optimizer, device = net.model, net.optimizer, net.device
         assert model is not None and optimizer is not None
         model.train()
         running = torch.zeros((), device=device)
@@ -137,13 +137,8 @@ class TrainingProcess(PipelineProcess):
                             float(loss.detach()),
                             state["step"] + 1,
                         )
-                    elif scaler is not None:
-                        scaler.scale(loss).backward()
-                        scaler.step(optimizer)
-                        scaler.update()
                     else:
-                        loss.backward()
-                        optimizer.step()
+                        net.backward_and_step(loss)
                     state["step"] += 1
                     state["epoch_step"] += 1
                     if not skipped:
