@@ -119,8 +119,15 @@ def test_two_ranks_of_batch_b_train_as_one_process_of_batch_2b(run_tipi: RunTipi
     # 17 validation and 13 test images: the ranks' shares are uneven and nothing is padded
     common = (*BASE, "data.limit_val=17", "data.limit_test=13", "data.eval_batch_size=4")
     run_tipi(*common, "data.batch_size=16", "hydra.run.dir=one", env=_env(), check=True)
-    run_tipi(*common, *DDP, "data.batch_size=8", "hydra.run.dir=two", env=_env(), check=True)
-    one, two = tmp_path / "one", tmp_path / "two"
+    proc = run_tipi(*common, *DDP, "data.batch_size=8", "hydra.run.dir=two", env=_env())
+    two = tmp_path / "two"
+    if proc.returncode != 0 and "terminate called without an active exception" in proc.stderr:
+        # A rank aborting in C++ while gloo tears down (seen once in ~40 runs on a loaded 2-core box);
+        # a known, open race (issue note), not what this test is about: one retry in a fresh directory.
+        proc = run_tipi(*common, *DDP, "data.batch_size=8", "hydra.run.dir=two_again", env=_env())
+        two = tmp_path / "two_again"
+    assert proc.returncode == 0, proc.stderr
+    one = tmp_path / "one"
     assert read_json(one / "run.json")["metrics"]["train/loss"] == pytest.approx(
         read_json(two / "run.json")["metrics"]["train/loss"], rel=1e-4)
     _assert_same_weights(one, two)
