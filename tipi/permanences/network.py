@@ -13,6 +13,7 @@ model (found without torch) when the network joins its run (``attach``).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,8 @@ from tipi.permanences.checkpoint import (
     set_rng_states,
 )
 from tipi.permanences.device import Device
+
+_NO_AUTOCAST = contextlib.nullcontext()
 
 __all__ = ["Network", "atomic_save", "load_checkpoint", "peek_checkpoint"]
 
@@ -201,14 +204,12 @@ class Network(Permanence):
             self.optimizer.step()
 
     def autocast(self) -> Any:
-        """Mixed precision on CUDA when ``amp`` is on; otherwise a no-op context."""
-        import contextlib
-
-        import torch
-
+        """Mixed precision on CUDA when ``amp`` is on; otherwise a no-op context (one, reused: a step calls this)."""
         if self.scaler is not None and self.device is not None:
+            import torch
+
             return torch.autocast(device_type=self.device.type, dtype=torch.float16)
-        return contextlib.nullcontext()
+        return _NO_AUTOCAST
 
     def state_dict(self) -> dict[str, Any]:
         """Everything ``last.pt`` holds."""

@@ -117,8 +117,9 @@ class TrainingProcess(PipelineProcess):
         model, optimizer, device = net.model, net.optimizer, net.device
         assert model is not None and optimizer is not None
         model.train()
-        running = torch.zeros((), device=device)
-        count = 0
+        # Each step's loss stays on the device (no host sync) until the next log: appending a detached
+        # tensor is the least a step can do; they are summed once every log_every_n_steps.
+        losses: list[torch.Tensor] = []
         loader = self.data.loader("train", epoch=epoch, start_batch=state["epoch_step"])
         with bar(controller, "train-val", total=steps) as train_bar:
             train_bar.update(completed=state["epoch_step"], status=f"epoch {epoch + 1}/{self.epochs}")
@@ -139,23 +140,24 @@ class TrainingProcess(PipelineProcess):
                         )
                     else:
                         net.backward_and_step(loss)
+                        losses.append(loss.detach())
                     state["step"] += 1
                     state["epoch_step"] += 1
-                    if not skipped:
-                        running += loss.detach()
-                        count += 1
-                    if count and (state["step"] % self.log_every == 0 or state["epoch_step"] == steps):
-                        epochs_bar.update(postfix={"loss": self._log_train(running, count, optimizer)})
-                        running.zero_()
-                        count = 0
+                    if losses and (state["step"] % self.log_every == 0 or state["epoch_step"] == steps):
+                        epochs_bar.update(postfix={"loss": self._log_train(losses, optimizer)})
+                        losses.clear()
                     if self.checkpoint_every and state["step"] % self.checkpoint_every == 0:
-                        self._check_finite(running, count)  # never checkpoint weights a NaN has touched
+                        self._check_finite(losses)  # never checkpoint weights a NaN has touched
                         controller.checkpoint_permanences()
                 train_bar.advance()
 
-    def _check_finite(self, running: Any, count: int) -> None:
-        if count and not bool(running.isfinite()):
-            self._diverged(float(running), count)
+    def _check_finite(self, losses: list[Any]) -> None:
+        if losses:
+            import torch
+
+            total = torch.stack(losses).sum()
+            if not bool(total.isfinite()):
+                self._diverged(float(total), len(losses))
 
     def _diverged(self, value: float, count: int = 1) -> None:
         """Stop (``on_nan=raise``) or warn (``skip``), naming the step, or the steps since the last check."""
@@ -171,9 +173,13 @@ class TrainingProcess(PipelineProcess):
             )
         log.warning("training loss is %s at %s", value, where)
 
-    def _log_train(self, running: Any, count: int, optimizer: Any) -> float:
-        """Log the mean training loss of the last ``count`` steps (over every rank's samples); return it."""
+    def _log_train(self, losses: list[Any], optimizer: Any) -> float:
+        """Log the mean training loss of the steps since the last log (over every rank's samples); return it."""
+        import torch
+
+        running = torch.stack(losses).sum()
         all_reduce_sum(running)  # several ranks: each holds its own samples' losses
+        count = len(losses)
         mean = float(running.item()) / max(count * get_world_size(), 1)  # the one host sync every log_every steps
         if not math.isfinite(mean):
             self._diverged(mean, count)
