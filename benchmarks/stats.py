@@ -83,7 +83,10 @@ def child_env(pythonpath: Sequence[Path] = (REPO,), **extra: str) -> dict[str, s
     """The environment of a measured process: ``pythonpath`` importable, WandB offline, no colour.
 
     By default the repository is on the path (``benchmarks.probes`` targets,
-    and the repository's ``hydra_plugins``).
+    and the repository's ``hydra_plugins``). Python caches compiled modules
+    as a user's machine does: a ``PYTHONDONTWRITEBYTECODE`` set around the
+    harness (some sandboxes and CI images set it) would make every measured
+    launch compile tipi's, the baselines' and the repository's sources anew.
     """
     env = dict(os.environ)
     env.update(
@@ -95,7 +98,7 @@ def child_env(pythonpath: Sequence[Path] = (REPO,), **extra: str) -> dict[str, s
         COLUMNS="120",
         HYDRA_FULL_ERROR="0",
     )
-    for var in ("TIPI_TRACEBACK", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "FORCE_COLOR"):
+    for var in ("TIPI_TRACEBACK", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "FORCE_COLOR", "PYTHONDONTWRITEBYTECODE"):
         env.pop(var, None)
     env.update(extra)
     return env

@@ -16,7 +16,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from tipi import hydra_errors
+from tipi import compose_once, hydra_errors
 from tipi.core.config import CONFIG_NAME, CONFIG_PATH, normalize_overrides, register_resolvers
 from tipi.core.errors import Interrupted, TipiError
 from tipi.params import install as install_params
@@ -166,6 +166,8 @@ def main() -> Any:
     register_resolvers()
     if {"-m", "--multirun"} & set(sys.argv[1:]):  # only a multirun instantiates a launcher
         register_launchers()
+    else:
+        compose_once.install()  # Hydra composes a single run's config twice; once is enough
     hydra_errors.install(report_error, _full_traceback_requested)
     install_params()  # every parameter of a process or permanence is a config key (tipi.params)
     sys.argv[1:] = normalize_overrides(sys.argv[1:])
