@@ -59,7 +59,14 @@ number of threads.
    multirun of a small training pipeline.
 5. **SLURM** (full runs, where `sinfo` answers): launch to exit of a 4-job
    sweep of trivial jobs, tipi (to its `summary.csv`) against the bare app's
-   submitit sweep.
+   submitit sweep; and a detached submit of 50 jobs (`launcher.wait=false`).
+6. **DDP on CPU**: `distributed=ddp` with 2 gloo ranks against one process
+   (samples/s), and tipi's DDP step against a plain `torchrun` script
+   (`benchmarks/baselines/`).
+7. **Trackers**: section 2's measurement once per logger (none, WandB,
+   TensorBoard, MLflow where the extra is installed, and WandB with
+   TensorBoard at once, where the goal is judged), all in rounds with the
+   plain loop.
 
 ## What the figures mean
 
@@ -69,30 +76,40 @@ number of threads.
   is scanned by every Hydra app in the environment, the bare one included.
 - **First training step**: both sides pay `import torch` and the import of
   `torch._dynamo` that building a `torch.optim` optimizer triggers (the two
-  context rows). tipi adds Hydra: its import and two compositions of the
-  config (Hydra composes once to read `hydra.mode`, then again to run); the
-  bare Hydra app does the same to print its config in about 0.3 s (the
-  `--cfg job` row). tipi's own work before the first step, measured
-  in-process with torch already imported, is about 0.09 s: building and
-  checking the pipeline (32 ms), the Rich display (19 ms), moving the network
-  to the device (13 ms), the checkpoint after the data-load process (11 ms,
-  fsynced), `run.json` (7 ms), seeding (3 ms). That tipi still lands within
-  the goal is because it pauses Python's cyclic garbage collector while it
-  builds and initializes the pipeline and then freezes what the imports
-  created (`tipi/core/controller.py`, `cyclic_gc_paused`): the plain script
-  spends about 0.35 s in five full collections that walk torch's objects
-  while importing it (counted with `gc.callbacks`); tipi skips them, which
-  took its first step 0.65 s → 0.26 s behind the plain script's.
-- **Per-step**: the loop's own Python per step (the `atomic()` block, the
-  step counters, accumulating the loss on the device, the bar's counter) is a
-  few microseconds when timed alone (about 6 µs); the rest of the in-loop
-  median comes from running beside the other threads of tipi's process (the
-  Rich display redrawing four times a second, WandB's). Logging every n steps
-  (a host sync, a line of `metrics.jsonl`, `wandb.log`) and checkpointing
-  cost more, on those steps only (their own row, and the mean). On a shared
-  machine, torch's threads wait on each other whenever another process takes
-  a core, and that noise can exceed the overhead being measured: compare the
-  min–max columns, or run `--threads 1`.
+  context rows). tipi adds Hydra: its import (about 0.14 s) and one
+  composition of the config (about 0.12 s; Hydra composes a run's config
+  twice, once only to read `hydra.mode`, and tipi keeps the first for the
+  run: `tipi/compose_once.py`). tipi's own work before the first step,
+  timed in-process, is about 0.09 s: checking and building the pipeline
+  (30 ms), the progress display (15 ms), the checkpoint after the data-load
+  process (15 ms, fsynced), `run.json` (6 ms), seeding (1 ms). That tipi
+  still lands within the goal is because it pauses Python's cyclic garbage
+  collector while it builds and initializes the pipeline and then freezes
+  what the imports created (`tipi/core/controller.py`, `cyclic_gc_paused`):
+  the plain script spends about 0.36 s in five full collections that walk
+  torch's objects while importing it (counted with `gc.callbacks`); tipi
+  skips them.
+- **Bytecode**: every measured process caches compiled modules as Python
+  does by default; the harness drops a `PYTHONDONTWRITEBYTECODE` set around
+  it (this sandbox sets it), which otherwise made every launch compile
+  tipi's sources anew (about 40 ms more to the first step, on both sides for
+  the modules they share).
+- **Per-step**: tipi's own Python per step is the `atomic()` block (one
+  reusable object entered and left), the step counters, keeping the step's
+  loss on the device (appended to a list, summed when the loss is logged)
+  and the bar's counter: about 20 µs timed inside the loop, far more than
+  the same code timed alone (about 3 µs), because each step's compute has
+  just evicted the interpreter's caches; a context manager built and torn
+  down per step (`contextlib`'s generator) and an in-place add on the device
+  per step cost about 35 µs of that before they were replaced. The rest of
+  the in-loop median comes from running beside the other threads of tipi's
+  process (the Rich display redrawing four times a second, WandB's). Logging
+  every n steps (a host sync, a line of `metrics.jsonl`, handing the values
+  to the trackers' thread) and checkpointing cost more, on those steps only
+  (their own row, and the mean). On a shared machine, torch's threads wait
+  on each other whenever another process takes a core, and that noise can
+  exceed the overhead being measured: compare the min–max columns, or run
+  `--threads 1`.
 - **Multirun**: Hydra's basic sweeper composes every job's config to check
   it before the first job runs, and Hydra's basic launcher composes it again
   to run it (about 78 ms each for tipi's tree here); the bare app pays both.
