@@ -14,8 +14,16 @@ import zlib
 from dataclasses import asdict, dataclass
 from typing import Any
 
-# SLURM gives no rendezvous port; each job derives one from its id (as submitit does), so the ranks agree.
-_PORT_BASE, _PORT_SPAN = 20000, 40000
+# SLURM gives no rendezvous port; each job derives one from its id, so its ranks agree without talking.
+# The range lies below Linux's ephemeral ports (32768-60999 by default), which outgoing connections
+# take: submitit's own choice (20000-60000) once landed on a port a connection on the node held, rank 0
+# failed with EADDRINUSE and rank 1 waited for a store that never came.
+_PORT_BASE, _PORT_SPAN = 15000, 15000
+
+
+def job_port(job_id: str) -> int:
+    """The rendezvous port of SLURM job ``job_id``: ``MASTER_PORT`` when set, else one derived from the id."""
+    return _int("MASTER_PORT", _PORT_BASE + zlib.crc32(job_id.encode()) % _PORT_SPAN)
 
 
 @dataclass(frozen=True)
@@ -82,10 +90,12 @@ def _from_torchrun() -> DistEnv | None:
 def _from_submitit() -> DistEnv | None:
     if not os.environ.get("SUBMITIT_EXECUTOR"):
         return None
+    from submitit import JobEnvironment
     from submitit.helpers import TorchDistributedEnvironment
 
     try:
         env = TorchDistributedEnvironment()
+        job_id = str(JobEnvironment().job_id)
     except RuntimeError:  # not inside a submitit job after all
         return None
     return DistEnv(
@@ -94,7 +104,7 @@ def _from_submitit() -> DistEnv | None:
         world_size=env.world_size,
         local_world_size=env.local_world_size,
         master_addr=env.master_addr,
-        master_port=env.master_port,
+        master_port=job_port(job_id),  # not submitit's own choice: see _PORT_BASE
         source="submitit",
     )
 
@@ -112,7 +122,7 @@ def _from_slurm() -> DistEnv | None:
         world_size=world,
         local_world_size=max(1, world // nodes),
         master_addr=first_host(nodelist),
-        master_port=_int("MASTER_PORT", _PORT_BASE + zlib.crc32(job.encode()) % _PORT_SPAN),
+        master_port=job_port(job),
         source="slurm",
     )
 
