@@ -82,7 +82,10 @@ def run(quick: bool) -> Section:
                                "--report", str(report)], work)
             return _load(report, "plain loop", timed)
 
-        *tipi_runs, plain_runs = rounds([*(tipi(n, o) for n, o in variants.items()), plain], repeats, warmup=0)
+        # one discarded round in a full run: a logger's first run pays first-time costs (creating the MLflow
+        # store, compiling and reading its modules from a cold cache) that no later run pays
+        *tipi_runs, plain_runs = rounds([*(tipi(n, o) for n, o in variants.items()), plain], repeats,
+                                        warmup=0 if quick else 1)
 
     def pooled(runs: list[dict[str, Any]], key: str) -> list[float]:
         return [x for r in runs for x in r["steps"][key][warmup:]]
@@ -107,7 +110,8 @@ def run(quick: bool) -> Section:
             own <= OWN_CODE_GOAL_US if goal else None, own))
     section.raw = {"loggers": list(variants), "tipi": tipi_runs, "plain": plain_runs, "warmup": warmup}
     section.notes += [
-        f"{repeats} runs of each logger and of the plain loop, in rounds, {measured - 1} timed steps each after "
+        f"{repeats} runs of each logger and of the plain loop, in rounds (after {0 if quick else 1} discarded "
+        f"round), {measured - 1} timed steps each after "
         f"{warmup} warm-up steps, batch {batch}; progress=none, logging every {log_every} steps "
         "(metrics.jsonl always; WandB offline, TensorBoard event files, MLflow in a local SQLite store).",
         "Timed as in section 2. The trackers write on the logger's worker thread, which competes for the same "
