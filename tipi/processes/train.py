@@ -153,9 +153,7 @@ class TrainingProcess(PipelineProcess):
 
     def _check_finite(self, losses: list[Any]) -> None:
         if losses:
-            import torch
-
-            total = torch.stack(losses).sum()
+            total = _summed(losses)
             if not bool(total.isfinite()):
                 self._diverged(float(total), len(losses))
 
@@ -175,9 +173,7 @@ class TrainingProcess(PipelineProcess):
 
     def _log_train(self, losses: list[Any], optimizer: Any) -> float:
         """Log the mean training loss of the steps since the last log (over every rank's samples); return it."""
-        import torch
-
-        running = torch.stack(losses).sum()
+        running = _summed(losses)
         all_reduce_sum(running)  # several ranks: each holds its own samples' losses
         count = len(losses)
         mean = float(running.item()) / max(count * get_world_size(), 1)  # the one host sync every log_every steps
@@ -223,3 +219,10 @@ class TrainingProcess(PipelineProcess):
         state["epoch_step"] = 0
         self.controller.checkpoint_permanences()
         return self.patience is not None and state["bad_epochs"] >= self.patience
+
+
+def _summed(losses: list[Any]) -> Any:
+    """The sum of the steps' detached losses, on their device (no host sync)."""
+    import torch
+
+    return torch.stack(losses).sum()
