@@ -27,7 +27,7 @@ _EXPORTS = {
     "PipelineController": "tipi.core.controller",
     "PipelineExecutor": "tipi.core.executor",
     "PipelineProcess": "tipi.core.process",
-    "ProcessWithParams": "tipi.core.process",
+    "ProcessSpec": "tipi.core.process",
     "PipelineRunner": "tipi.core.runner",
     "RunContext": "tipi.core.context",
     "RunStatus": "tipi.core.record",
@@ -55,7 +55,7 @@ if TYPE_CHECKING:
     )
     from tipi.core.executor import PipelineExecutor
     from tipi.core.permanence import Permanence
-    from tipi.core.process import PipelineProcess, ProcessWithParams
+    from tipi.core.process import PipelineProcess, ProcessSpec
     from tipi.core.record import RunStatus
     from tipi.core.runner import PipelineRunner
     from tipi.decorators import pipeline_process

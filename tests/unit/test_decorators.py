@@ -16,7 +16,7 @@ from tipi.core.controller import PipelineController
 from tipi.core.errors import ConfigError
 from tipi.core.executor import PipelineExecutor
 from tipi.core.permanence import Permanence
-from tipi.core.process import PipelineProcess, ProcessWithParams
+from tipi.core.process import PipelineProcess, ProcessSpec
 from tipi.decorators import pipeline_process
 from tipi.helpers import logger, progress_bar
 from tipi.permanences.logger import MetricsLogger
@@ -159,7 +159,7 @@ def test_direct_call_inside_a_pipeline_fills_permanences(tmp_path: Path) -> None
         "store": {"_target_": f"{HERE}.Store", "value": 2},
     }
     controller = build(tmp_path, {}, permanences)
-    controller.process_specs = [ProcessWithParams(Caller, {}, name="c")]
+    controller.process_specs = [ProcessSpec(Caller, {}, name="c")]
     assert PipelineExecutor(controller).run() == {"c": 6}
 
 

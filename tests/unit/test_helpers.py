@@ -15,7 +15,7 @@ from rich.console import Console
 from tipi.core.context import RunContext
 from tipi.core.controller import PipelineController
 from tipi.core.executor import PipelineExecutor
-from tipi.core.process import PipelineProcess, ProcessWithParams
+from tipi.core.process import PipelineProcess, ProcessSpec
 from tipi.helpers import DeviceManager, Logger, device_manager, logger, progress_bar
 from tipi.permanences.logger import MetricsLogger
 from tipi.permanences.progress import ProgressManager, get_progress_manager
@@ -139,7 +139,7 @@ def test_helpers_inside_a_pipeline(tmp_path: Path, monkeypatch: pytest.MonkeyPat
                                refresh_per_second=50)
     controller = PipelineController(
         {"progress": progress, "device": Device("cpu"), "logger": MetricsLogger()},
-        [ProcessWithParams(HelperProcess, {}, name="helpers")],
+        [ProcessSpec(HelperProcess, {}, name="helpers")],
         RunContext(run_dir=tmp_path),
     )
     result = PipelineExecutor(controller).run()["helpers"]
@@ -160,7 +160,7 @@ def test_helpers_in_a_pipeline_without_logger_or_progress(tmp_path: Path, caplog
             logger.log({"x": 1})
             return total
 
-    controller = PipelineController({}, [ProcessWithParams(Bare, {}, name="bare")], RunContext(run_dir=tmp_path))
+    controller = PipelineController({}, [ProcessSpec(Bare, {}, name="bare")], RunContext(run_dir=tmp_path))
     with caplog.at_level(logging.WARNING, logger="tipi.helpers"):
         assert PipelineExecutor(controller).run() == {"bare": 10}
     assert any("no 'logger' permanence" in r.message for r in caplog.records)

@@ -16,14 +16,14 @@ from tipi import (
     Permanence,
     PipelineController,
     PipelineExecutor,
-    ProcessWithParams,
+    ProcessSpec,
 )
 
 
 def make(recorder: Recorder, fail: dict[str, str] | None = None, actions: tuple[str, ...] = ("ok", "ok")):
     fail = fail or {}
     perms = {n: RecordingPermanence(n, fail_in=fail.get(n), recorder=recorder) for n in ("a", "b", "c")}
-    specs = [ProcessWithParams(RecordingProcess, {"label": f"p{i}", "action": act}, name=f"p{i}")
+    specs = [ProcessSpec(RecordingProcess, {"label": f"p{i}", "action": act}, name=f"p{i}")
              for i, act in enumerate(actions, start=1)]
     return PipelineController(perms, specs)
 
@@ -102,8 +102,8 @@ def test_skip_unless_force(tmp_path) -> None:
     marker.write_text("done")
     perms = {"a": RecordingPermanence("a", recorder=rec)}
     specs = [
-        ProcessWithParams(RecordingProcess, {"label": "skipped", "done_marker": str(marker)}),
-        ProcessWithParams(RecordingProcess, {"label": "forced", "done_marker": str(marker), "force": True}),
+        ProcessSpec(RecordingProcess, {"label": "skipped", "done_marker": str(marker)}),
+        ProcessSpec(RecordingProcess, {"label": "forced", "done_marker": str(marker), "force": True}),
     ]
     PipelineExecutor(PipelineController(perms, specs)).run()
     assert rec.events == ["a.initialize", "a.validate", "forced.execute", "a.checkpoint", "a.cleanup"]
@@ -148,7 +148,7 @@ def test_pipeline_execution() -> None:
 
     # Create mock process specs
     process_specs = [
-        ProcessWithParams(
+        ProcessSpec(
             MockProcess,
             {"force": False}
         )

@@ -21,7 +21,7 @@ from tipi.core.context import RunContext
 from tipi.core.controller import PipelineController
 from tipi.core.errors import ConfigError
 from tipi.core.executor import PipelineExecutor
-from tipi.core.process import PipelineProcess, ProcessWithParams
+from tipi.core.process import PipelineProcess, ProcessSpec
 from tipi.permanences.progress import (
     NULL_TASK,
     ProgressManager,
@@ -115,7 +115,7 @@ def test_three_levels_inside_the_executor(tmp_path: Path) -> None:
     ThreeLevels.seen = []
     buf = io.StringIO()
     manager = rich_manager(buf, get_time=FakeClock())
-    controller = PipelineController({"progress": manager}, [ProcessWithParams(ThreeLevels, {}, name="train")],
+    controller = PipelineController({"progress": manager}, [ProcessSpec(ThreeLevels, {}, name="train")],
                                     RunContext(run_dir=tmp_path))
     results = PipelineExecutor(controller).run()  # no "Only one live display", no error from the late cleanup bar
 
@@ -292,7 +292,7 @@ def test_progress_task_decorator_method_and_module(tmp_path: Path) -> None:
             return result()
 
     manager2 = rich_manager(io.StringIO(), get_time=FakeClock())
-    controller = PipelineController({"progress": manager2}, [ProcessWithParams(Uses, {}, name="r")],
+    controller = PipelineController({"progress": manager2}, [ProcessSpec(Uses, {}, name="r")],
                                     RunContext(run_dir=tmp_path))
     assert PipelineExecutor(controller).run() == {"r": ("result", 4.0)}
 

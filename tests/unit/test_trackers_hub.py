@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tipi.core.errors import ConfigError
-from tipi.trackers.base import Outcome, Tracker, TrackerContext, TrackerFailed, flatten
+from tipi.trackers.base import RunOutcome, Tracker, TrackerContext, TrackerFailed, flatten
 from tipi.trackers.hub import TrackerHub
 from tipi.trackers.mlflow import check_tracking_uri, resolve_tracking_uri
 
@@ -45,7 +45,7 @@ class Recording(Tracker):
     def log_image(self, key: str, path: Path, step: int, caption: str | None = None) -> None:
         self.calls.append(("image", key, step))
 
-    def finish(self, outcome: Outcome) -> dict[str, Any]:
+    def finish(self, outcome: RunOutcome) -> dict[str, Any]:
         if self.block is not None:
             self.block.wait(30)
         self._maybe_fail("finish")
@@ -67,7 +67,7 @@ def test_every_tracker_gets_every_value_in_order_off_the_callers_thread() -> Non
     for step in range(5):
         hub.metrics({"loss": 1.0 / (step + 1)}, step)
     hub.image("grid", Path("grid.png"), 4, None)
-    assert hub.finish(Outcome()) == {"a": {"end": "ok"}, "b": {"end": "ok"}}
+    assert hub.finish(RunOutcome()) == {"a": {"end": "ok"}, "b": {"end": "ok"}}
     expected = [*(("metrics", {"loss": 1.0 / (s + 1)}, s) for s in range(5)), ("image", "grid", 4),
                 ("finish", "succeeded")]
     assert a.calls == expected and b.calls == expected
@@ -83,7 +83,7 @@ def test_a_tracker_that_raises_is_reported_once_and_dropped_the_others_go_on(
     with caplog.at_level(logging.WARNING, logger="tipi.trackers"):
         for step in range(6):
             hub.metrics({"loss": float(step)}, step)
-        finished = hub.finish(Outcome())
+        finished = hub.finish(RunOutcome())
     assert [c[2] for c in broken.calls if c[0] == "metrics"] == [0, 1] and broken.calls[-1] == ("abort",)
     assert [c[2] for c in healthy.calls if c[0] == "metrics"] == list(range(6))
     assert set(finished) == {"healthy"}
@@ -100,7 +100,7 @@ def test_finish_waits_at_most_finish_timeout_for_a_tracker_that_hangs() -> None:
     hub.metrics({"loss": 1.0}, 0)
     start = time.monotonic()
     try:
-        assert hub.finish(Outcome()) == {}
+        assert hub.finish(RunOutcome()) == {}
         assert time.monotonic() - start < 20  # generous: the point is "not 30 s"
         assert "still busy after finish_timeout=0.5 s" in hub.take_failures()["hung"]
     finally:

@@ -31,7 +31,7 @@ from omegaconf.errors import (
 from tipi.core.check import ConfigCheck, matches, unknown_metric
 from tipi.core.errors import ConfigError, did_you_mean
 from tipi.core.permanence import Permanence
-from tipi.core.process import PipelineProcess, ProcessWithParams
+from tipi.core.process import PipelineProcess, ProcessSpec
 
 log = logging.getLogger(__name__)
 HYDRA_KEYS = frozenset({"_target_", "_partial_", "_convert_", "_recursive_", "_args_"})
@@ -348,7 +348,7 @@ class PipelineBuilder:
                 )
         return cls, params
 
-    def build(self, *, check_permanences: bool = True) -> tuple[dict[str, Permanence | None], list[ProcessWithParams]]:
+    def build(self, *, check_permanences: bool = True) -> tuple[dict[str, Permanence | None], list[ProcessSpec]]:
         """Check everything, then construct the permanences (nothing is allocated yet).
 
         ``check_permanences=False`` leaves :meth:`check_permanences` to the caller (the runner
@@ -372,5 +372,5 @@ class PipelineBuilder:
                 raise ConfigError(f"cannot be constructed: {cause}", key=f"permanences.{name}") from exc
         if check_permanences:
             self.check_permanences()
-        specs = [ProcessWithParams(cls, params, name=name) for name, (cls, params) in processes.items()]
+        specs = [ProcessSpec(cls, params, name=name) for name, (cls, params) in processes.items()]
         return permanences, specs

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from tipi.core.context import RunContext
 from tipi.core.errors import ConfigError, PermanenceError
 from tipi.core.permanence import Permanence
-from tipi.core.process import PipelineProcess, ProcessWithParams
+from tipi.core.process import PipelineProcess, ProcessSpec
 from tipi.core.signals import SignalDeferral
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ class PipelineController:
     def __init__(
         self,
         permanences: Mapping[str, Permanence | None],
-        process_specs: Sequence[ProcessWithParams],
+        process_specs: Sequence[ProcessSpec],
         context: RunContext | None = None,
     ) -> None:
         self.permanences: dict[str, Permanence | None] = dict(permanences)

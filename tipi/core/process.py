@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from tipi.core.deprecation import renamed
+
 if TYPE_CHECKING:
     from tipi.core.check import ConfigCheck
     from tipi.core.controller import PipelineController
@@ -44,8 +46,8 @@ class PipelineProcess(ABC):
 
 
 @dataclass
-class ProcessWithParams:
-    """A process class and the keyword arguments it will be constructed with."""
+class ProcessSpec:
+    """A process spec: a process class and the keyword arguments it will be constructed with, before it is built."""
 
     cls: type[PipelineProcess]
     params: dict[str, Any] = field(default_factory=dict)
@@ -54,3 +56,7 @@ class ProcessWithParams:
     def __post_init__(self) -> None:
         if self.name is None:
             self.name = self.cls.__name__
+
+
+def __getattr__(name: str) -> Any:
+    return renamed(__name__, name, {"ProcessWithParams": ProcessSpec})

@@ -6,14 +6,14 @@ import socket
 from typing import Any
 
 from tipi.doctor.context import DoctorContext
-from tipi.doctor.procs import Outcome, child_env, start_worker, wait_all
+from tipi.doctor.procs import ChildResult, child_env, start_worker, wait_all
 from tipi.doctor.result import CheckResult, failed, ok, skipped
 
 NO_SMOKE = "not run (--no-smoke)"
 RANKS = 2
 
 
-def _smoke_row(device: str, outcome: Outcome) -> CheckResult:
+def _smoke_row(device: str, outcome: ChildResult) -> CheckResult:
     name, groups = f"smoke {device}", ("smoke",) if device == "cpu" else ("smoke", device.split(":")[0])
     data: dict[str, Any] = outcome.data
     if outcome.error:
@@ -72,7 +72,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def allreduce(backend: str, timeout: float) -> list[Outcome]:
+def allreduce(backend: str, timeout: float) -> list[ChildResult]:
     """A ``RANKS``-rank all-reduce over ``backend`` on this machine, one worker process a rank."""
     port = str(_free_port())
     procs = [
@@ -94,7 +94,7 @@ def allreduce(backend: str, timeout: float) -> list[Outcome]:
     return wait_all(procs, timeout)
 
 
-def _allreduce_row(backend: str, outcomes: list[Outcome], remedy: str, group: str) -> CheckResult:
+def _allreduce_row(backend: str, outcomes: list[ChildResult], remedy: str, group: str) -> CheckResult:
     errors = [f"rank {rank}: {o.error}" for rank, o in enumerate(outcomes) if o.error]
     if errors:
         return failed(backend, f"{RANKS}-rank all-reduce failed: {'; '.join(errors)}", remedy, group)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tipi.doctor.procs import Outcome, run_worker
+from tipi.doctor.procs import ChildResult, run_worker
 
 
 @dataclass
@@ -33,9 +33,9 @@ class DoctorContext:
     def __init__(self, options: Options) -> None:
         self.options = options
         self._lock = threading.Lock()
-        self._torch: Outcome | None = None
+        self._torch: ChildResult | None = None
 
-    def torch(self) -> Outcome:
+    def torch(self) -> ChildResult:
         """The ``torch`` worker's outcome: build, versions, devices (``data``), or its ``error``."""
         with self._lock:
             if self._torch is None:

@@ -21,7 +21,7 @@ RESULT_PREFIX = "TIPI-DOCTOR-RESULT "
 
 
 @dataclass
-class Outcome:
+class ChildResult:
     """What a child process did: its answer (parsed), or why there is none."""
 
     returncode: int | None
@@ -65,14 +65,14 @@ def child_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def _finish(proc: subprocess.Popen[str], timeout: float) -> Outcome:
+def _finish(proc: subprocess.Popen[str], timeout: float) -> ChildResult:
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         _kill(proc)
         out, err = proc.communicate()
-        return Outcome(proc.returncode, out, err, timed_out=True)
-    outcome = Outcome(proc.returncode, out, err)
+        return ChildResult(proc.returncode, out, err, timed_out=True)
+    outcome = ChildResult(proc.returncode, out, err)
     for line in reversed(out.splitlines()):
         if line.startswith(RESULT_PREFIX):
             outcome.data = json.loads(line[len(RESULT_PREFIX) :])
@@ -101,12 +101,12 @@ def start_worker(task: str, *args: str, env: dict[str, str] | None = None) -> su
     )
 
 
-def run_worker(task: str, *args: str, timeout: float) -> Outcome:
+def run_worker(task: str, *args: str, timeout: float) -> ChildResult:
     """Run one worker task to its end or to ``timeout`` seconds."""
     return _finish(start_worker(task, *args), timeout)
 
 
-def wait_all(procs: list[subprocess.Popen[str]], timeout: float) -> list[Outcome]:
+def wait_all(procs: list[subprocess.Popen[str]], timeout: float) -> list[ChildResult]:
     """Wait for several workers sharing one deadline; any still running then is killed."""
     import time
 
@@ -114,7 +114,7 @@ def wait_all(procs: list[subprocess.Popen[str]], timeout: float) -> list[Outcome
     return [_finish(p, max(0.1, deadline - time.monotonic())) for p in procs]
 
 
-def run_command(argv: list[str], timeout: float) -> Outcome:
+def run_command(argv: list[str], timeout: float) -> ChildResult:
     """Run a command (``sinfo``, ``sacct``) to its end or to ``timeout`` seconds; not found is exit 127."""
     try:
         proc = subprocess.Popen(
@@ -126,5 +126,5 @@ def run_command(argv: list[str], timeout: float) -> Outcome:
             start_new_session=True,
         )
     except OSError as exc:
-        return Outcome(127, stderr=str(exc))
+        return ChildResult(127, stderr=str(exc))
     return _finish(proc, timeout)

@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from tipi.core.errors import ConfigError, Interrupted, TipiError
 from tipi.core.permanence import Permanence
 from tipi.core.record import RunStatus
-from tipi.trackers.base import Outcome, Tracker, TrackerContext
+from tipi.trackers.base import RunOutcome, Tracker, TrackerContext
 from tipi.trackers.hub import TrackerHub
 
 # The trackers tipi ships: a ``logger.trackers.<name>`` node without ``_target_`` gets this class.
@@ -203,14 +203,14 @@ class MetricsLogger(Permanence):
         finally:
             self._close()
 
-    def _outcome(self, exc: BaseException | None) -> Outcome:
+    def _outcome(self, exc: BaseException | None) -> RunOutcome:
         key = _select(self.controller.context.cfg, "run.objective")
         objective = self.summary.get(key) if key else None
         if objective is None and self.controller.results:
             objective = list(self.controller.results.values())[-1]
         if not isinstance(objective, (int, float)) or isinstance(objective, bool):
             objective = None
-        outcome = Outcome(objective_key=key, objective=objective, summary=dict(self.summary))
+        outcome = RunOutcome(objective_key=key, objective=objective, summary=dict(self.summary))
         if isinstance(exc, Interrupted):
             outcome.status = RunStatus.REQUEUED if exc.requeue else RunStatus.INTERRUPTED
             outcome.exit_code, outcome.requeue = exc.exit_code, exc.requeue

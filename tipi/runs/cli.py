@@ -65,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args_list or (args_list[0] not in COMMANDS and args_list[0] not in ("-h", "--help")):
         args_list.insert(0, "list")
     args = parser().parse_args(args_list)
-    from tipi.runs.sweep import RunsError
+    from tipi.runs.errors import RunsError
 
     try:
         return int(COMMAND_FUNCTIONS[args.command](args) or 0)
@@ -93,7 +93,7 @@ def _split(values: list[str]) -> set[str]:
 def cmd_list(args: argparse.Namespace) -> int:
     """``tipi-runs list``."""
     from tipi.runs import scan
-    from tipi.runs.sweep import RunsError
+    from tipi.runs.errors import RunsError
 
     roots = args.paths or [Path("outputs"), Path("multirun")]
     missing = [p for p in args.paths if not p.exists()]

@@ -13,9 +13,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from tipi.runs.errors import RunsError
 from tipi.runs.scan import run_settings
 from tipi.runs.summary import job_dirs, job_overrides, read_json
-from tipi.runs.sweep import RunsError
 
 FIGURE = "compare.png"
 

@@ -14,8 +14,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from tipi.runs.errors import RunsError
 from tipi.runs.scan import is_run_dir, is_sweep_dir, read_run
-from tipi.runs.sweep import RunsError, absolute
+from tipi.runs.sweep import absolute
 
 MISSING = "<absent>"
 

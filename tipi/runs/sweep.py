@@ -21,18 +21,14 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from tipi.core.errors import TipiError
 from tipi.core.record import RunStatus
 from tipi.runs import manifest as manifest_io
+from tipi.runs.errors import RunsError
 from tipi.runs.scan import is_sweep_dir, read_run
 from tipi.runs.scheduler import process_states, resolve, sacct_states
 from tipi.runs.summary import job_dirs, job_row, read_json, write_summary
 
 REDO = (RunStatus.FAILED, RunStatus.LOST, RunStatus.CANCELLED)
-
-
-class RunsError(TipiError):
-    """A runs-browser command cannot do what was asked (a wrong path, nothing to resubmit)."""
 
 
 def absolute(path: Path | str) -> Path:

@@ -14,6 +14,13 @@ import time.
 
 from __future__ import annotations
 
-from tipi.trackers.base import Outcome, Tracker, TrackerContext, TrackerFailed
+from typing import Any
 
-__all__ = ["Outcome", "Tracker", "TrackerContext", "TrackerFailed"]
+from tipi.core.deprecation import renamed
+from tipi.trackers.base import RunOutcome, Tracker, TrackerContext, TrackerFailed
+
+__all__ = ["RunOutcome", "Tracker", "TrackerContext", "TrackerFailed"]
+
+
+def __getattr__(name: str) -> Any:
+    return renamed(__name__, name, {"Outcome": RunOutcome})

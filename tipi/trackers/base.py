@@ -115,7 +115,7 @@ class TrackerContext:
 
 
 @dataclass
-class Outcome:
+class RunOutcome:
     """How a run ended, as trackers are told at ``finish()``."""
 
     status: RunStatus = RunStatus.SUCCEEDED
@@ -185,7 +185,7 @@ class Tracker(ABC):
     def flush(self) -> None:
         """Send what is buffered (called whenever the logger's queue runs empty). Default: nothing."""
 
-    def finish(self, outcome: Outcome) -> dict[str, Any]:
+    def finish(self, outcome: RunOutcome) -> dict[str, Any]:
         """Close the run with ``outcome``; return extra fields for ``run.json``. Default: nothing."""
         return {}
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from tipi.core.errors import TipiError
-from tipi.trackers.base import Outcome, Tracker, TrackerContext, TrackerFailed
+from tipi.trackers.base import RunOutcome, Tracker, TrackerContext, TrackerFailed
 
 log = logging.getLogger("tipi.trackers")
 
@@ -118,7 +118,7 @@ class TrackerHub:
         with self._lock:
             return dict(self.failures)
 
-    def finish(self, outcome: Outcome) -> dict[str, dict[str, Any]]:
+    def finish(self, outcome: RunOutcome) -> dict[str, dict[str, Any]]:
         """Send what is queued, finish every tracker, stop the thread; wait at most ``finish_timeout``."""
         thread, self._thread = self._thread, None
         if thread is None:
@@ -161,7 +161,7 @@ class TrackerHub:
             except Exception as exc:  # noqa: BLE001 - a tracker failing must not stop the run
                 self._drop(name, tracker, f"{method}: {first_line(exc)}")
 
-    def _finish_all(self, outcome: Outcome) -> None:
+    def _finish_all(self, outcome: RunOutcome) -> None:
         self._call_each("flush")
         for name, tracker in list(self.trackers.items()):
             try:

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 from tipi.core.errors import ConfigError, TipiError
 from tipi.core.record import RunStatus
-from tipi.trackers.base import Outcome, StepFilter, Tracker, TrackerContext, original_cwd
+from tipi.trackers.base import RunOutcome, StepFilter, Tracker, TrackerContext, original_cwd
 
 EXTRA_HINT = "Install the extra: pip install 'tipi[mlflow]'"
 # MLflow's own tracking stores; plugins add theirs through the `mlflow.tracking_store` entry point.
@@ -216,7 +216,7 @@ class MLflowTracker(Tracker):
         if self.log_images:
             self.client.log_artifact(self.run_id, str(path), artifact_path="figures")
 
-    def finish(self, outcome: Outcome) -> dict[str, Any]:
+    def finish(self, outcome: RunOutcome) -> dict[str, Any]:
         """Send what is left and end the run: FINISHED, FAILED, or KILLED (interrupted: a resume reopens it)."""
         self.flush()
         status = _END_STATUS.get(str(outcome.status), "KILLED")

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tipi.core.record import RunStatus
-from tipi.trackers.base import Outcome, StepFilter, Tracker, TrackerContext, TrackerFailed
+from tipi.trackers.base import RunOutcome, StepFilter, Tracker, TrackerContext, TrackerFailed
 
 log = logging.getLogger(__name__)
 
@@ -119,14 +119,14 @@ class TensorBoardTracker(Tracker):
         """Write the event file's buffer to disk."""
         self.writer.flush()
 
-    def finish(self, outcome: Outcome) -> dict[str, Any]:
+    def finish(self, outcome: RunOutcome) -> dict[str, Any]:
         """Write the hyperparameters with the objective (successful runs), then close the writer."""
         if self.log_hparams and outcome.status == RunStatus.SUCCEEDED and self._context is not None:
             self._write_hparams(outcome)
         self.writer.close()
         return {}
 
-    def _write_hparams(self, outcome: Outcome) -> None:
+    def _write_hparams(self, outcome: RunOutcome) -> None:
         """Hyperparameters into this run's own event file, not a new timestamped subdirectory.
 
         ``SummaryWriter.add_hparams`` would open a second run per call; writing

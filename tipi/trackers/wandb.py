@@ -17,7 +17,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from tipi.core.errors import ConfigError, TipiError
-from tipi.trackers.base import Outcome, Tracker, TrackerContext
+from tipi.trackers.base import RunOutcome, Tracker, TrackerContext
 
 log = logging.getLogger(__name__)
 
@@ -238,7 +238,7 @@ class WandBTracker(Tracker):
 
         self.run.log({key: wandb.Image(str(path), caption=caption)}, step=step)
 
-    def finish(self, outcome: Outcome) -> dict[str, Any]:
+    def finish(self, outcome: RunOutcome) -> dict[str, Any]:
         """Finish the WandB run with the run's exit code (a requeued run is marked preempting).
 
         Finishing here is what gives each job of a multirun its own WandB run.

@@ -15,7 +15,7 @@ from contextvars import ContextVar, Token
 from types import MappingProxyType
 from typing import Protocol
 
-from tipi.core.executor import NULL_TASK, NullTask
+from tipi.core.progress import NULL_TASK, NullTask
 
 __all__ = ["NULL_TASK", "NullProgressTask", "ProgressTask", "TaskOwner", "format_postfix"]
 
