@@ -65,3 +65,35 @@ def read_json(path: Path) -> Any:
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """Parse a JSON-lines file."""
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+# --- tiers: the folder decides the marks --------------------------------------------------------------
+# unit/ starts no process (the fast tier, `-m "not slow"`); integration/ and reliability/ run the CLI
+# in subprocesses, launchers and the SLURM cluster (`slow`).
+_SLOW_FOLDERS = {"integration", "reliability"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test under a slow folder ``slow``; nothing else decides the tier."""
+    for item in items:
+        if _SLOW_FOLDERS & set(Path(str(item.fspath)).relative_to(REPO / "tests").parts[:1]):
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(autouse=True)
+def _hydra_restored() -> Any:
+    """Hydra as it was before the test: the seam's patches removed, Hydra's singletons restored.
+
+    As Hydra's own ``hydra_restore_singletons``; a test that installs the seam (or
+    composes a WandB sweep run, which installs the params hook) leaks nothing.
+    """
+    if "hydra" not in sys.modules:
+        yield
+        return
+    from hydra.core.singleton import Singleton
+
+    state = Singleton.get_state()
+    yield
+    Singleton.set_state(state)
+    if "tipi._hydra.patches" in sys.modules:
+        sys.modules["tipi._hydra.patches"].uninstall()

@@ -1,151 +1,16 @@
-"""Hydra callbacks: the summary of every multirun, whatever the launcher or sweeper.
-
-``SweepSummary`` (configured in ``hydra.callbacks`` by ``conf/config.yaml``)
-writes ``summary.csv`` into the sweep directory and prints the same rows as a
-Rich table when a multirun ends: one row per job, read back from each job's
-``run.json``, so it is the same for the basic, submitit-local and SLURM
-launchers and survives jobs that ran in other processes or were requeued.
-The rows, the CSV and the table live in :mod:`tipi.runs.summary`, which
-``tipi-runs sweep status`` uses as well.
-"""
+"""Deprecated: tipi's Hydra callbacks live in :mod:`tipi._hydra.callbacks` (old configs keep working)."""
 
 from __future__ import annotations
 
-import atexit
-import logging
-from pathlib import Path
 from typing import Any
 
-from hydra.core.utils import JobReturn, JobStatus
-from hydra.experimental.callback import Callback
-from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
-
-from tipi.core.record import RunRecord, RunStatus
-from tipi.runs.summary import collect_jobs, first_line, print_summary, write_summary
-
-log = logging.getLogger(__name__)
+from tipi._hydra import callbacks as _callbacks
+from tipi.core.deprecation import renamed
 
 
-class SweepSummary(Callback):
-    """Writes ``summary.csv`` and prints a table when a multirun ends.
-
-    When a job failed, Hydra's basic sweeper raises before ``on_multirun_end``;
-    the summary is then written at interpreter exit instead, so it is never
-    lost. A sweeper that tolerates failed jobs (Optuna) reaches
-    ``on_multirun_end``; if a job failed there, the multirun exits with 1.
-    """
-
-    def __init__(self) -> None:
-        self.sweep_dir: Path | None = None
-        self.mode = "max"
-        self.done = False
-
-    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        """Remember the sweep directory; make sure the summary is written even if the sweep raises."""
-        self.sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()
-        self.mode = str(OmegaConf.select(config, "run.objective_mode", default="max"))
-        atexit.register(self._finish)
-
-    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
-        """Give a multirun job that failed before its run started (a config error) a failed run record.
-
-        Runs in the job's process, whichever launcher runs it. A single run is
-        left alone: there a config error leaves no run directory content.
-        """
-        if job_return.status != JobStatus.FAILED or config.hydra.mode != RunMode.MULTIRUN:
-            return
-        record = RunRecord(Path(str(config.hydra.runtime.output_dir)))
-        if record.path.exists():
-            return  # the runner recorded the failure itself
-        error = job_return._return_value
-        error = error.__cause__ or error  # the CLI wraps a job's error in one short line for Hydra
-        record.data.update(
-            status=RunStatus.FAILED,
-            error=f"{type(error).__name__}: {first_line(str(error))}",
-            overrides=list(config.hydra.overrides.task),
-        )
-        record.save()
-
-    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        """Write and print the summary; exit 1 if a job did not succeed.
-
-        A detached sweep (``launcher.wait=false``) has just been submitted: its
-        summary says what the scheduler says now, and nothing has failed yet.
-        """
-        if not OmegaConf.select(config, "launcher.wait", default=True) and self.sweep_dir is not None:
-            self.done = True
-            from tipi.runs.sweep import counts_line, refresh
-
-            rows, _ = refresh(self.sweep_dir)
-            log.info("detached sweep: %s", counts_line(rows))
-            return
-        rows = self._finish()
-        failed = [row for row in rows if row["status"] != RunStatus.SUCCEEDED]
-        if failed:
-            log.error("%d of %d jobs did not succeed", len(failed), len(rows))
-            # SystemExit passes Hydra's callback guard (which only warns on Exception)
-            raise SystemExit(1)
-
-    def _finish(self) -> list[dict[str, Any]]:
-        if self.done or self.sweep_dir is None or not self.sweep_dir.is_dir():
-            return []
-        self.done = True
-        rows = collect_jobs(self.sweep_dir)
-        if not rows:  # stopped before any job ran (a refused launcher setting): nothing to summarise
-            return rows
-        path = write_summary(self.sweep_dir, rows)
-        print_summary(rows, self.sweep_dir, path, self.mode)
-        return rows
-
-
-class OutputDirCheck(Callback):
-    """Stops a run whose output directory cannot be written, before Hydra tries to create it.
-
-    Hydra would fail in ``mkdir`` with a traceback; this says which directory
-    and which key, as every other tipi error does.
-    """
-
-    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._check(config, "hydra.run.dir")
-        from tipi.distributed.env import detect
-
-        # a fresh run: the directory must not hold another run (a DDP rank but 0 joins rank 0's: SharedRunDir)
-        if not config.get("resume") and detect().rank == 0:
-            from tipi.cli import report_error
-            from tipi.core.rundir import RunDirTaken, check_free
-
-            try:
-                overrides = OmegaConf.to_container(config.hydra.overrides.task, resolve=False)
-                check_free(Path(str(config.hydra.run.dir)).absolute(), [str(o) for o in overrides or []])
-            except RunDirTaken as exc:
-                report_error(exc)
-                raise SystemExit(1) from None
-
-    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._check(config, "hydra.sweep.dir")
-
-    @staticmethod
-    def _check(config: DictConfig, key: str) -> None:
-        import tempfile
-
-        try:
-            path = Path(str(OmegaConf.select(config, key)))
-        except Exception:  # noqa: BLE001 - a dir that needs Hydra's runtime to resolve: Hydra checks it
-            return
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryFile(dir=path):
-                pass
-        except OSError as exc:
-            from tipi.cli import report_error
-            from tipi.core.errors import ConfigError
-
-            report_error(
-                ConfigError(
-                    f"the output directory '{path}' cannot be written: {exc.strerror or exc}",
-                    key=key,
-                    hint=f"Run from a writable directory, or choose one with {key}=<path>.",
-                )
-            )
-            raise SystemExit(1) from None
+def __getattr__(name: str) -> Any:
+    return renamed(
+        __name__,
+        name,
+        {"SweepSummary": _callbacks.MultirunSummary, "OutputDirCheck": _callbacks.OutputDirCheck},
+    )

@@ -1,21 +1,50 @@
-"""``launcher=slurm`` / ``launcher=submitit_local``: submitit launchers whose sweep survives a lost job.
+"""tipi's launchers, declared where Hydra instantiates launchers from (the ``hydra_plugins`` namespace).
 
-The behaviour lives in :mod:`tipi.launchers`; Hydra instantiates launchers only
-from classes defined under the ``hydra_plugins`` namespace, so they are declared here.
+``launcher=local`` is :class:`InProcessLauncher`, ``launcher=submitit_local``
+:class:`SubmititLocalLauncher`, ``launcher=slurm`` :class:`SlurmLauncher`. The
+behaviour lives in :mod:`tipi._hydra.launchers`.
 """
+
+import warnings
+from typing import Any
 
 from hydra_plugins.hydra_submitit_launcher import submitit_launcher as _hsl
 
-from tipi import launchers as _tipi
+from tipi._hydra.launchers.in_process import InProcess as _InProcess
+from tipi._hydra.launchers.submitit import TolerantGather as _TolerantGather
 
 
-class SlurmLauncher(_tipi.TolerantGather, _hsl.SlurmLauncher):
-    """Hydra's ``submitit_slurm`` launcher; a lost job is a failed row, not an aborted sweep."""
+class SlurmLauncher(_TolerantGather, _hsl.SlurmLauncher):
+    """``launcher=slurm``: Hydra's ``submitit_slurm`` launcher; a lost job is a failed row, not an aborted sweep."""
 
 
-class LocalLauncher(_tipi.TolerantGather, _hsl.LocalLauncher):
-    """Hydra's ``submitit_local`` launcher; a lost job is a failed row, not an aborted sweep."""
+class SubmititLocalLauncher(_TolerantGather, _hsl.LocalLauncher):
+    """``launcher=submitit_local``: each job a local process started by submitit; a lost job is a failed row."""
 
 
-class BasicLauncher(_tipi.ComposeOnce):
-    """Hydra's ``basic`` launcher (``launcher=local``); each job's config is composed once, not twice."""
+class InProcessLauncher(_InProcess):
+    """``launcher=local``: every job in this process, one after another; each job's config composed once."""
+
+
+def _renamed(old: str, new: type) -> None:
+    warnings.warn(
+        f"hydra_plugins.tipi_launcher.launchers.{old} is now {new.__name__}; update the launcher's _target_",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+
+
+class BasicLauncher(InProcessLauncher):
+    """Deprecated name of :class:`InProcessLauncher` (``launcher=local``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        _renamed("BasicLauncher", InProcessLauncher)
+        super().__init__(*args, **kwargs)
+
+
+class LocalLauncher(SubmititLocalLauncher):
+    """Deprecated name of :class:`SubmititLocalLauncher` (``launcher=submitit_local``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        _renamed("LocalLauncher", SubmititLocalLauncher)
+        super().__init__(*args, **kwargs)

@@ -1,4 +1,4 @@
-"""A single run composes its config once (tipi.compose_once), and runs exactly what Hydra would have composed."""
+"""A single run composes its config once (tipi._hydra.compose_once), and runs exactly what Hydra would have composed."""
 
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ _COUNTING = textwrap.dedent(
     atexit.register(lambda: print(f"compositions: {count[0]}", file=sys.stderr))
     args = sys.argv[1:]
     if args[:1] == ["--hydra-only"]:
-        import tipi.compose_once
-        tipi.compose_once.install = lambda: None
+        import tipi._hydra as seam
+        seam.install_for_command_line = lambda argv: seam.install("params", "errors")  # all but compose_once
         args = args[1:]
     sys.argv = ["tipi", *args]
     runpy.run_module("tipi", run_name="__main__", alter_sys=True)

@@ -93,11 +93,12 @@ def test_launcher_configs_compose_with_their_own_and_hydras_keys(run_tipi: RunTi
     assert slurm["_target_"] == "hydra_plugins.tipi_launcher.launchers.SlurmLauncher"
     assert (slurm["partition"], slurm["timeout_min"], slurm["cpus_per_task"]) == ("gpu", 240, 1)
     assert slurm["max_num_timeout"] > 0, "timeouts requeue"
-    assert launcher_cfg("launcher=submitit_local")["_target_"] == "hydra_plugins.tipi_launcher.launchers.LocalLauncher"
+    local = launcher_cfg("launcher=submitit_local")
+    assert local["_target_"] == "hydra_plugins.tipi_launcher.launchers.SubmititLocalLauncher"
     stock = launcher_cfg("hydra/launcher=submitit_slurm", "hydra.launcher.account=lab")
     assert stock["_target_"] == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
     assert stock["account"] == "lab"
-    assert launcher_cfg()["_target_"] == "hydra_plugins.tipi_launcher.launchers.BasicLauncher"
+    assert launcher_cfg()["_target_"] == "hydra_plugins.tipi_launcher.launchers.InProcessLauncher"
     basic = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
     assert launcher_cfg("hydra/launcher=basic")["_target_"] == basic
 

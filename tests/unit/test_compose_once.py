@@ -20,8 +20,8 @@ from hydra.core.plugins import Plugins
 from hydra.types import HydraContext
 from omegaconf import DictConfig
 
+from tipi._hydra.launchers.checked_configs import CheckedConfigs
 from tipi.core.config import register_resolvers
-from tipi.launchers import CheckedConfigs
 
 HYDRA_BASIC = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
 

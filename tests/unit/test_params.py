@@ -1,9 +1,8 @@
-"""tipi.params: signatures read as the builder reads them, and filled in by Hydra's real composition."""
+"""tipi.params and the seam's params hook: signatures read as the builder reads them, filled in by composition."""
 
 from __future__ import annotations
 
 import re
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,10 +13,12 @@ from hydra import compose, initialize_config_module
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
-from tests.conftest import REPO, tipi_env
+from tests.conftest import REPO
 from tipi import Permanence, pipeline_process
+from tipi._hydra import installed
+from tipi._hydra.help import params_help
 from tipi.core.errors import ConfigError
-from tipi.params import install, params_help, read_target
+from tipi.params import read_target
 from tipi.params.signature import read_imported
 from tipi.params.source import read_from_source
 from tipi.params.target import config_default
@@ -85,9 +86,8 @@ def test_a_target_that_cannot_be_read_is_none(path: str, kind: str) -> None:
 
 @pytest.fixture
 def tipi_compose() -> Iterator[Any]:
-    """``compose(*overrides)``: tipi's config tree composed by Hydra with tipi.params installed."""
-    install()
-    with initialize_config_module("tipi.conf", version_base="1.3"):
+    """``compose(*overrides)``: tipi's config tree composed by Hydra with the seam's params hook installed."""
+    with installed("params"), initialize_config_module("tipi.conf", version_base="1.3"):
         yield lambda *overrides: compose(config_name="config", overrides=list(overrides))
 
 
@@ -147,18 +147,6 @@ def test_help_section_shows_docs_kwargs_and_config_values(tipi_compose: Any) -> 
     assert "    ... and any other key (**kwargs)" in text
     assert re.search(r"^    epochs: int +\= \d+   config: 40$", text, re.MULTILINE), text
 
-
-def test_reading_tipis_own_targets_imports_none_of_their_modules() -> None:
-    # --help and --cfg job read every target's signature: from the source, so they pay no import (nor torch)
-    assert len(BUILT_IN) >= 8
-    code = ("import sys\nfrom tipi.params import read_target\n"
-            f"for t in {BUILT_IN!r}:\n"
-            "    assert read_target(t, 'process' if '.processes.' in t else 'permanence') is not None, t\n"
-            "loaded = [m for m in sys.modules if m.startswith(('torch', 'tipi.processes.', 'tipi.permanences.'))]\n"
-            "assert not loaded, loaded\n")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=Path(REPO), env=tipi_env(), capture_output=True, text=True,
-                          timeout=120)
-    assert proc.returncode == 0, proc.stderr
 
 
 # -- reading from the source: only ever a faster way to the answer importing gives ----------

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -361,12 +359,3 @@ def test_metric_curves_are_written_atomically(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="nothing to plot"):
         save_metric_curves([], path)
     assert [p.name for p in tmp_path.iterdir()] == ["curves.png"]
-
-
-def test_imports_stay_light() -> None:
-    code = (
-        "import sys, tipi.vision, tipi.vision.figures, tipi.vision.folder; "
-        "heavy = sorted({'torch', 'matplotlib'} & set(sys.modules)); "
-        "assert not heavy, f'importing tipi.vision.figures and .folder imported {heavy}'"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)

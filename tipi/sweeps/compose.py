@@ -14,9 +14,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from tipi._hydra import install as install_seam
 from tipi.core.config import CONFIG_NAME, normalize_overrides, register_resolvers
 from tipi.core.errors import ConfigError, TipiError
-from tipi.params import install as install_params
 
 # Keys of the command line that belong to the sweep, not to its runs.
 SWEEP_ONLY_KEYS = ("sweep", "resume")
@@ -76,7 +76,7 @@ def compose(overrides: Sequence[str], run_dir: Path) -> DictConfig:
     from omegaconf.errors import OmegaConfBaseException
 
     register_resolvers()
-    install_params()  # a run's parameters may name any parameter of a process or permanence, without +
+    install_seam("params")  # a run's parameters may name any parameter of a process or permanence, without +
     overrides = normalize_overrides(list(overrides))
     try:
         if GlobalHydra.instance().is_initialized():

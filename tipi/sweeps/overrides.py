@@ -203,17 +203,17 @@ def param_overrides(params: Mapping[str, Any], nested: Mapping[str, Any], allow:
 def check_against(names: Iterable[str], cfg: DictConfig) -> None:
     """Refuse a parameter name that names a process, permanence or parameter ``cfg`` does not have.
 
-    Each run's composition would refuse it (:mod:`tipi.params`); checking the
+    Each run's composition would refuse it (:mod:`tipi._hydra.params_hook`); checking the
     sweep's own config first stops the sweep before its first run. A ``+name``
     adds a key on purpose and is left alone.
     """
-    from tipi.params.hook import check_key
+    from tipi._hydra import check_param_key
 
     for name in names:
         if name.startswith("+"):
             continue
         try:
-            check_key(name, cfg)
+            check_param_key(name, cfg)
         except ConfigError as exc:
             raise SweepError(exc.message, key=f"sweep.parameters.{name}", hint=exc.hint) from None
 

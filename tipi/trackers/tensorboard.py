@@ -113,7 +113,14 @@ class TensorBoardTracker(Tracker):
             height=height, width=width, colorspace=channels, encoded_image_string=Path(path).read_bytes()
         )
         # the writer's own file writer: one event file a run (add_image would decode and re-encode the PNG)
-        self.writer._get_file_writer().add_summary(Summary(value=[Summary.Value(tag=key, image=image)]), step)
+        self._event_file().add_summary(Summary(value=[Summary.Value(tag=key, image=image)]), step)
+
+    def _event_file(self) -> Any:
+        """The writer's own file writer (``SummaryWriter`` opens it in ``__init__``; public attribute)."""
+        events = self.writer.file_writer
+        if events is None:
+            raise TrackerFailed("the TensorBoard writer is closed")
+        return events
 
     def flush(self) -> None:
         """Write the event file's buffer to disk."""
@@ -140,7 +147,7 @@ class TensorBoardTracker(Tracker):
         value = outcome.objective
         metrics = {metric: value} if value is not None and math.isfinite(value) else {}
         experiment, start, end = hparams(self._context.flat_config, metrics)
-        writer = self.writer._get_file_writer()
+        writer = self._event_file()
         for summary in (experiment, start, end):
             writer.add_summary(summary)
         if metrics and metric not in outcome.summary:  # the objective was a return value, never logged

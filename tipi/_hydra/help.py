@@ -1,7 +1,7 @@
 """``python -m tipi --help``: every process and permanence with its parameters, types and defaults.
 
 Hydra renders its help from a template whose placeholders are fixed
-(``$CONFIG``, ``$APP_CONFIG_GROUPS``, ...); :func:`tipi.params.install` wraps
+(``$CONFIG``, ``$APP_CONFIG_GROUPS``, ...); the seam (:func:`wrap_get_help`) wraps
 that rendering (``Hydra.get_help``) to add this section before the footer, read from
 the composed config's targets the way the composition read them
 (:mod:`tipi.params.signature`). So ``python -m tipi +experiment=seg --help``
@@ -12,14 +12,15 @@ renders it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from tipi.params.nodes import target_nodes, target_of
+from tipi._hydra.nodes import target_nodes, target_of
 from tipi.params.target import Param, TargetInfo
 
-__all__ = ["params_help", "with_params_section"]
+__all__ = ["params_help", "with_params_section", "wrap_get_help"]
 
 HEADING = """== Processes and permanences ==
 Every parameter of a process or permanence is a config key with its default, listed or
@@ -91,3 +92,13 @@ def with_params_section(text: str, footer: str, cfg: DictConfig) -> str:
     if at < 0:
         return f"{text}\n{section}"
     return f"{text[:at]}{section}\n{text[at:]}"
+
+
+def wrap_get_help(get_help: Callable[..., str]) -> Callable[..., str]:
+    """``Hydra.get_help``: Hydra's help, with every process and permanence and its parameters."""
+
+    def get_help_with_params(self: Any, help_cfg: DictConfig, cfg: DictConfig, args_parser: Any, resolve: bool) -> str:
+        text = get_help(self, help_cfg, cfg, args_parser, resolve)
+        return with_params_section(text, str(help_cfg.get("footer") or ""), cfg)
+
+    return get_help_with_params

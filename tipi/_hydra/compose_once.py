@@ -4,8 +4,8 @@ Hydra composes the config of ``python app.py ...`` twice: once in
 ``Hydra.get_mode``, only to read ``hydra.mode`` (a config may turn itself into
 a multirun), and again in ``Hydra.run`` to run it. For tipi's tree that is
 about 0.1 s of the time from launch to the first training step
-(docs/performance.md). :func:`install` (called by ``python -m tipi`` when the
-command line is not a multirun) makes the first composition the one the run
+(docs/performance.md). The seam (:func:`tipi._hydra.install` with ``compose_once=True``, as
+``python -m tipi`` does when the command line is not a multirun) makes the first composition the one the run
 uses:
 
 - ``get_mode`` composes the config as the run will (``RunMode.RUN``, sweep
@@ -19,14 +19,14 @@ before: a sweep override on the command line (``seed=1,2`` with a config that
 sets ``hydra.mode: MULTIRUN``), or a config group left ``???`` (which a
 multirun composition skips). A config that fails to compose is reported by
 the run's composition, as before. Hydra 1.3 has no public hook for either
-step; both wrappers call Hydra's own functions (hydra-core is pinned < 1.4).
+step; both wrappers call Hydra's own functions (the seam checks the Hydra version).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-_MARK = "__tipi_compose_once__"
 _RUN_MODE = "hydra.mode=RUN"  # what Hydra adds to a single run's overrides when the config leaves the mode unset
 
 
@@ -67,19 +67,12 @@ def _has_sweep(overrides: list[str]) -> bool:
         return True
 
 
-def install() -> None:
-    """Wrap ``Hydra.get_mode`` and ``ConfigLoaderImpl.load_configuration`` (idempotent)."""
-    from hydra._internal.config_loader_impl import ConfigLoaderImpl
-    from hydra._internal.hydra import Hydra
+def wrap_get_mode(get_mode: Callable[..., Any]) -> Callable[..., Any]:
+    """``Hydra.get_mode``, keeping the composition for the run when it is the run's own."""
     from hydra.errors import ConfigCompositionException
     from hydra.types import RunMode
 
-    get_mode = Hydra.get_mode
-    if getattr(get_mode, _MARK, False):
-        return
-
-    def get_mode_composing_once(self: Hydra, config_name: str | None, overrides: list[str]) -> Any:
-        """Hydra's ``get_mode``, keeping the composition for the run when it is the run's own."""
+    def get_mode_composing_once(self: Any, config_name: str | None, overrides: list[str]) -> Any:
         _Kept.key = _Kept.cfg = None
         if _has_sweep(overrides):
             return get_mode(self, config_name, overrides)
@@ -95,23 +88,30 @@ def install() -> None:
             _Kept.key, _Kept.cfg = (config_name, tuple(overrides)), cfg
         return cfg.hydra.mode
 
-    load_configuration = ConfigLoaderImpl.load_configuration
+    return get_mode_composing_once
+
+
+def wrap_load_configuration(load_configuration: Callable[..., Any]) -> Callable[..., Any]:
+    """``ConfigLoaderImpl.load_configuration``: Hydra's composition, or the one ``get_mode`` kept for this run."""
+    from hydra.types import RunMode
 
     def load_kept_configuration(
-        self: ConfigLoaderImpl,
+        self: Any,
         config_name: str | None,
         overrides: list[str],
-        run_mode: RunMode,
+        run_mode: Any,
         from_shell: bool = True,
         validate_sweep_overrides: bool = True,
     ) -> Any:
-        """Hydra's composition, or the one ``get_mode`` kept for this run."""
         if run_mode == RunMode.RUN and validate_sweep_overrides:
             kept = _Kept.take(config_name, overrides)
             if kept is not None:
                 return kept
         return load_configuration(self, config_name, overrides, run_mode, from_shell, validate_sweep_overrides)
 
-    setattr(get_mode_composing_once, _MARK, True)
-    Hydra.get_mode = get_mode_composing_once  # type: ignore[method-assign]  # no public hook (module docstring)
-    ConfigLoaderImpl.load_configuration = load_kept_configuration  # type: ignore[method-assign]  # no public hook (module docstring)
+    return load_kept_configuration
+
+
+def forget() -> None:
+    """Drop a kept composition (the patches are being removed)."""
+    _Kept.key = _Kept.cfg = None

@@ -3,9 +3,9 @@
 ``model=unett``, a group that does not exist (``distributd=ddp``) or a key that
 is not in the config (``optimizer.lrr=0.1``) fail while Hydra composes the
 config, before tipi runs. Hydra reports them from ``run_and_report`` with its
-config search path and a hint to set ``HYDRA_FULL_ERROR``. :func:`install`
-wraps that one function so such an error becomes a ``ConfigError``: one short
-message naming the key, the valid options and a "did you mean". Every other
+config search path and a hint to set ``HYDRA_FULL_ERROR``. The seam wraps
+that one function (:func:`wrap_run_and_report`) so such an error becomes a
+``ConfigError``: one short message naming the key, the valid options and a "did you mean". Every other
 error, and every error when ``TIPI_TRACEBACK=1`` / ``HYDRA_FULL_ERROR=1`` is
 set, is left to Hydra as before.
 """
@@ -17,8 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tipi.core.errors import ConfigError, TipiError
-
-_WRAPPED = "_tipi_wrapped"
+from tipi.core.report import full_traceback_requested, report_error
 
 
 def _groups(prefix: str = "") -> list[str]:
@@ -88,27 +87,21 @@ def as_tipi_error(exc: BaseException) -> TipiError | None:
     return None
 
 
-def install(report: Callable[[BaseException], None], full_traceback: Callable[[], bool]) -> None:
-    """Route Hydra's composition errors to ``report`` (idempotent)."""
-    from hydra._internal import utils as hydra_utils
-
-    original = hydra_utils.run_and_report
-    if getattr(original, _WRAPPED, False):
-        return
+def wrap_run_and_report(original: Callable[[Callable[[], Any]], Any]) -> Callable[[Callable[[], Any]], Any]:
+    """``hydra._internal.utils.run_and_report``, telling Hydra's composition errors the way tipi tells its own."""
 
     def run_and_report(func: Callable[[], Any]) -> Any:
         try:
             return func()
         except Exception as exc:  # noqa: BLE001 - Hydra's own run_and_report catches the same
             error: BaseException = exc
-            translated = None if full_traceback() else as_tipi_error(error)
+            translated = None if full_traceback_requested() else as_tipi_error(error)
             if translated is None:
                 return original(lambda: _reraise(error))
-            report(translated)
+            report_error(translated)
             sys.exit(1)
 
-    setattr(run_and_report, _WRAPPED, True)
-    hydra_utils.run_and_report = run_and_report
+    return run_and_report
 
 
 def _reraise(exc: BaseException) -> Any:

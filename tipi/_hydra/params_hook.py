@@ -3,7 +3,7 @@
 Hydra composes the config from the defaults list, sets it to struct mode and
 then applies the command line's overrides; an override of a key the YAML does
 not list fails there (``Key 'lr' is not in struct``). Hydra 1.3 has no public
-hook at that point, so :func:`install` wraps the one function that applies
+hook at that point, so the seam wraps the one function that applies
 the overrides (``ConfigLoaderImpl._apply_overrides_to_config``). Every path
 that composes a job's config goes through it: a single run, ``--cfg``,
 ``--help``, each job of a multirun (basic sweeper, Optuna, tipi's launchers,
@@ -36,14 +36,14 @@ from typing import TYPE_CHECKING
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
+from tipi._hydra.nodes import SECTIONS, TargetNode, target_nodes
 from tipi.core.errors import ConfigError
-from tipi.params.nodes import SECTIONS, TargetNode, target_nodes
 from tipi.params.target import config_default
 
 if TYPE_CHECKING:
     from hydra.core.override_parser.types import Override
 
-__all__ = ["UnknownParameter", "apply_overrides", "check_key", "prepare"]
+__all__ = ["UnknownParameter", "apply_overrides", "check_key", "prepare", "wrap_apply_overrides"]
 
 _SPECIAL = re.compile(r"^_.+_$")  # _target_, _recursive_, ...: Hydra's keys, not parameters
 
@@ -230,3 +230,14 @@ def apply_overrides(
         original(rewritten, cfg)
     for entry in target_nodes(cfg):  # nodes the overrides added or replaced get their defaults too
         _fill(entry, required=False)  # a missing required one stays the builder's to name
+
+
+def wrap_apply_overrides(
+    apply: Callable[[list[Override], DictConfig], None],
+) -> Callable[[list[Override], DictConfig], None]:
+    """``ConfigLoaderImpl._apply_overrides_to_config``: Hydra's override step, signature defaults filled in."""
+
+    def apply_with_signatures(overrides: list[Override], cfg: DictConfig) -> None:
+        apply_overrides(apply, overrides, cfg)
+
+    return apply_with_signatures

@@ -1,0 +1,37 @@
+"""tipi's Hydra launchers: what starts the jobs of a multirun.
+
+- ``launcher=local``: :class:`~tipi._hydra.launchers.in_process.InProcess`, Hydra's basic
+  launcher (every job in this process, one after another), each job composed once.
+- ``launcher=submitit_local`` / ``launcher=slurm``: :class:`~tipi._hydra.launchers.submitit.TolerantGather`,
+  hydra-submitit-launcher whose multirun survives a job that dies.
+
+Hydra instantiates launchers only from classes under the ``hydra_plugins``
+namespace: the concrete classes are declared in ``hydra_plugins/tipi_launcher``;
+the behaviour is here.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+LAUNCHERS_MODULE = "hydra_plugins.tipi_launcher.launchers"
+LAUNCHERS = ("InProcessLauncher", "SubmititLocalLauncher", "SlurmLauncher", "BasicLauncher", "LocalLauncher")
+
+
+def register_launchers() -> None:
+    """Make tipi's launchers known to Hydra however tipi was installed.
+
+    Hydra finds plugins by scanning the ``hydra_plugins`` namespace package's
+    folders, which pip's default editable install (a PEP 660 import hook) does
+    not expose; registering the classes through Hydra's public
+    ``Plugins.register`` works for every install. A scan that found them
+    already makes this a dictionary look-up.
+    """
+    from hydra.core.plugins import Plugins
+
+    plugins = Plugins.instance()
+    if all(f"{LAUNCHERS_MODULE}.{name}" in plugins.class_name_to_class for name in LAUNCHERS):
+        return
+    module = importlib.import_module(LAUNCHERS_MODULE)
+    for name in LAUNCHERS:
+        plugins.register(getattr(module, name))
