@@ -23,7 +23,7 @@ def run(cfg: DictConfig) -> float | None:
     if cfg.get("sweep") is not None:
         from hydra.core.hydra_config import HydraConfig
 
-        from tipi.sweeps import run_sweep
+        from tipi.wandb_sweeps import run_sweep
 
         sweep_dir = Path(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else Path.cwd()
         return run_sweep(cfg, sweep_dir)

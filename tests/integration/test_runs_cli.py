@@ -145,7 +145,7 @@ def test_status_show_and_compare_of_a_local_sweep(run_tipi: RunTipi, tmp_path: P
     assert proc.returncode != 0, "a job failed"
     sweep = tmp_path / "multirun" / "s"
     (sweep / "summary.csv").unlink()
-    status = runs("sweep", "status", "multirun/s", "--json", cwd=tmp_path)
+    status = runs("multirun", "status", "multirun/s", "--json", cwd=tmp_path)
     assert status.returncode == 0, status.stderr
     assert [(r["job"], r["status"]) for r in json.loads(status.stdout)] == [(0, "succeeded"), (1, "failed")]
     rows = list(csv.DictReader((sweep / "summary.csv").read_text().splitlines()))
@@ -162,7 +162,7 @@ def test_status_show_and_compare_of_a_local_sweep(run_tipi: RunTipi, tmp_path: P
     compared = runs("compare", "multirun/s", cwd=tmp_path)
     assert compared.returncode == 0, compared.stderr
     assert (sweep / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    nothing = runs("sweep", "resubmit", "multirun/s", cwd=tmp_path)
+    nothing = runs("multirun", "resubmit", "multirun/s", cwd=tmp_path)
     assert nothing.returncode == 1 and "no manifest.json" in nothing.stderr and "Traceback" not in nothing.stderr
 
 
@@ -182,9 +182,9 @@ def test_a_damaged_job_is_a_corrupt_row_not_a_crash(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("args, message", [
     (("show", "nowhere"), "does not exist"),
-    (("show", "."), "neither a run nor a sweep"),
-    (("sweep", "status", "."), "neither a run nor a sweep"),
-    (("compare", "."), "neither a run nor a sweep"),
+    (("show", "."), "neither a run nor a multirun"),
+    (("sweep", "status", "."), "neither a run nor a multirun"),
+    (("compare", "."), "neither a run nor a multirun"),
     (("list", "--status", "succeded"), "Did you mean 'succeeded'?"),
 ])
 def test_bad_input_is_one_message_and_a_non_zero_exit(tmp_path: Path, args: tuple[str, ...], message: str) -> None:

@@ -136,8 +136,8 @@ def runs_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def sweep_statuses(sweep: Path) -> list[tuple[int, str]]:
-    """``(job, status)`` per job, as ``tipi-runs sweep status --json`` tells them."""
-    proc = runs_cli("sweep", "status", str(sweep), "--json", cwd=sweep)
+    """``(job, status)`` per job, as ``tipi-runs multirun status --json`` tells them."""
+    proc = runs_cli("multirun", "status", str(sweep), "--json", cwd=sweep)
     assert proc.returncode == 0, proc.stderr
     return [(row["job"], row["status"]) for row in json.loads(proc.stdout)]
 
@@ -160,7 +160,7 @@ def test_a_detached_sweep_finishes_after_its_terminal_is_gone(run_tipi: RunTipi,
     rows = summary_rows(sweep)
     assert [(r["overrides"].split()[-1], r["status"], r["objective"]) for r in rows] == [
         ("seed=4", "succeeded", "4.0"), ("seed=5", "succeeded", "5.0"), ("seed=6", "succeeded", "6.0")]
-    nothing = runs_cli("sweep", "resubmit", str(sweep), cwd=tmp_path)
+    nothing = runs_cli("multirun", "resubmit", str(sweep), cwd=tmp_path)
     assert nothing.returncode == 1 and "nothing to resubmit" in nothing.stderr, nothing.stderr
     assert "Traceback" not in nothing.stderr
 
@@ -187,7 +187,7 @@ def test_a_cancelled_job_is_resubmitted_and_resumes_to_the_weights_of_an_uninter
     subprocess.run(["scancel", cancelled_id], check=True, timeout=30)
     wait_for(lambda: sweep_statuses(sweep) == [(0, "succeeded"), (1, "cancelled")], 240,
              "job 0 to succeed and job 1 to show cancelled", interval=3)
-    again = runs_cli("sweep", "resubmit", str(sweep), cwd=tmp_path)
+    again = runs_cli("multirun", "resubmit", str(sweep), cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert "resubmitted 1 job(s): 1" in again.stdout
     wait_for(lambda: sweep_statuses(sweep) == [(0, "succeeded"), (1, "succeeded")], 240,

@@ -1,4 +1,4 @@
-"""How ``tipi-runs sweep status`` reads SLURM's answers: array ids, and run.json against the scheduler."""
+"""How ``tipi-runs multirun status`` reads SLURM's answers: array ids, and run.json against the scheduler."""
 
 from __future__ import annotations
 

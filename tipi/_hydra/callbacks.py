@@ -8,7 +8,7 @@ Rich table when a multirun ends: one row per job, read back from each job's
 ``run.json``, so it is the same for the basic, submitit-local and SLURM
 launchers and survives jobs that ran in other processes or were requeued.
 The rows, the CSV and the table live in :mod:`tipi.runs.summary`, which
-``tipi-runs sweep status`` uses as well.
+``tipi-runs multirun status`` uses as well.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ class MultirunSummary(Callback):
         """
         if not OmegaConf.select(config, "launcher.wait", default=True) and self.sweep_dir is not None:
             self.done = True
-            from tipi.runs.sweep import counts_line, refresh
+            from tipi.runs.multirun import counts_line, refresh
 
             rows, _ = refresh(self.sweep_dir)
             log.info("detached sweep: %s", counts_line(rows))

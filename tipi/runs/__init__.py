@@ -4,5 +4,5 @@ It reads what runs leave behind (``run.json``, ``.hydra/``, ``metrics.jsonl``,
 a sweep's ``manifest.json``) and never imports torch; listing reads plain JSON
 and YAML only, so a thousand run directories list in well under a second.
 :mod:`tipi.runs.summary` is the one home of the sweep summary that a multirun
-writes when it ends and that ``tipi-runs sweep status`` refreshes.
+writes when it ends and that ``tipi-runs multirun status`` refreshes.
 """

@@ -1,4 +1,4 @@
-"""``tipi-runs`` (also ``python -m tipi.runs``): list, show, sweep status / resubmit, compare.
+"""``tipi-runs`` (also ``python -m tipi.runs``): list, show, multirun status / resubmit, compare.
 
 A separate entry point, so its words never clash with Hydra's override syntax
 (``python -m tipi list`` would be an override). Mistakes (a path that is no
@@ -19,7 +19,7 @@ from tipi.core.record import RunStatus
 
 LIST_COLUMNS = ("status", "objective", "duration_s", "started", "name", "tags", "overrides", "run_dir")
 CSV_COLUMNS = (*LIST_COLUMNS, "attempts", "error", "wandb_run_id", "slurm_job_id", "objective_mode")
-COMMANDS = ("list", "show", "sweep", "compare")
+COMMANDS = ("list", "show", "multirun", "sweep", "compare")  # sweep: the old name of multirun
 
 
 def parser() -> argparse.ArgumentParser:
@@ -40,13 +40,15 @@ def parser() -> argparse.ArgumentParser:
     show = sub.add_parser("show", help="one run: overrides, config changes, attempts, metrics, files, resume")
     show.add_argument("run", type=Path)
     show.add_argument("--json", action="store_true")
-    sweep = sub.add_parser("sweep", help="a sweep: status, resubmit")
-    sweep_sub = sweep.add_subparsers(dest="sweep_command", required=True)
-    status = sweep_sub.add_parser("status", help="refresh summary.csv from run.json files and one sacct call")
-    status.add_argument("sweep", type=Path)
+    multirun = sub.add_parser(
+        "multirun", aliases=["sweep"], help="a multirun (python -m tipi -m ...): status, resubmit"
+    )
+    multirun_sub = multirun.add_subparsers(dest="multirun_command", required=True)
+    status = multirun_sub.add_parser("status", help="refresh summary.csv from run.json files and one sacct call")
+    status.add_argument("sweep", type=Path, metavar="MULTIRUN")
     status.add_argument("--json", action="store_true")
-    again = sweep_sub.add_parser("resubmit", help="relaunch the failed, lost and cancelled jobs, resuming each")
-    again.add_argument("sweep", type=Path)
+    again = multirun_sub.add_parser("resubmit", help="relaunch the failed, lost and cancelled jobs, resuming each")
+    again.add_argument("sweep", type=Path, metavar="MULTIRUN")
     again.add_argument(
         "--status",
         action="append",
@@ -54,7 +56,7 @@ def parser() -> argparse.ArgumentParser:
         help="resubmit jobs with these statuses (default: failed, lost, cancelled)",
     )
     cmp_ = sub.add_parser("compare", help="a PNG: objective vs each swept parameter, validation curves")
-    cmp_.add_argument("sweep", type=Path)
+    cmp_.add_argument("sweep", type=Path, metavar="MULTIRUN")
     cmp_.add_argument("--out", type=Path, help="where to write it (default: <sweep>/compare.png)")
     return main
 
@@ -192,16 +194,16 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_sweep(args: argparse.Namespace) -> int:
-    """``tipi-runs sweep status|resubmit SWEEP``."""
+def cmd_multirun(args: argparse.Namespace) -> int:
+    """``tipi-runs multirun status|resubmit MULTIRUN`` (``sweep``: the old name)."""
     from rich.console import Console
 
+    from tipi.runs.multirun import REDO, counts_line, refresh, require_sweep, resubmit
     from tipi.runs.summary import print_summary
-    from tipi.runs.sweep import REDO, counts_line, refresh, require_sweep, resubmit
 
     sweep_dir = require_sweep(args.sweep)
     console = Console(highlight=False, soft_wrap=not sys.stdout.isatty())
-    if args.sweep_command == "resubmit":
+    if args.multirun_command == "resubmit":
         statuses = tuple(_split(args.status)) or tuple(str(s) for s in REDO)
         redo, output = resubmit(sweep_dir, statuses)
         console.print(f"resubmitted {len(redo)} job(s): " + ", ".join(str(r["job"]) for r in redo))
@@ -221,10 +223,16 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     """``tipi-runs compare SWEEP``."""
     from tipi.runs.compare import compare
-    from tipi.runs.sweep import require_sweep
+    from tipi.runs.multirun import require_sweep
 
     print(compare(require_sweep(args.sweep), args.out))
     return 0
 
 
-COMMAND_FUNCTIONS = {"list": cmd_list, "show": cmd_show, "sweep": cmd_sweep, "compare": cmd_compare}
+COMMAND_FUNCTIONS = {
+    "list": cmd_list,
+    "show": cmd_show,
+    "multirun": cmd_multirun,
+    "sweep": cmd_multirun,
+    "compare": cmd_compare,
+}

@@ -87,7 +87,7 @@ def compare(sweep_dir: Path, out: Path | None = None) -> Path:
     """Draw the figure for ``sweep_dir``; return where it was written (default ``<sweep dir>/compare.png``)."""
     jobs = collect(sweep_dir)
     if not jobs:
-        raise RunsError(f"'{sweep_dir}' has no jobs to compare yet", hint="`tipi-runs sweep status` shows them.")
+        raise RunsError(f"'{sweep_dir}' has no jobs to compare yet", hint="`tipi-runs multirun status` shows them.")
     import matplotlib
 
     matplotlib.use("Agg")

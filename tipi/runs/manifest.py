@@ -2,7 +2,7 @@
 
 Written by tipi's ``slurm`` and ``submitit_local`` launchers as soon as the
 jobs are submitted (``launcher.wait`` true or false), and extended by
-``tipi-runs sweep resubmit``. One entry per job: its number, overrides, run
+``tipi-runs multirun resubmit``. One entry per job: its number, overrides, run
 directory and every scheduler job id it had (the last is the current one);
 plus what is needed to submit again the same way (the launcher's settings,
 the command line's overrides, config directories and working directory).

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from tipi.runs.errors import RunsError
+from tipi.runs.multirun import absolute
 from tipi.runs.scan import is_run_dir, is_sweep_dir, read_run
-from tipi.runs.sweep import absolute
 
 MISSING = "<absent>"
 
@@ -31,10 +31,10 @@ def require_run(path: Path) -> Path:
     if is_sweep_dir(path):
         raise RunsError(
             f"'{path}' is a sweep, not a run",
-            hint=f"`tipi-runs sweep status {path}` shows its jobs; `tipi-runs show {path}/<job>` one job.",
+            hint=f"`tipi-runs multirun status {path}` shows its jobs; `tipi-runs show {path}/<job>` one job.",
         )
     raise RunsError(
-        f"'{path}' is neither a run nor a sweep (no run.json or .hydra/ in it)",
+        f"'{path}' is neither a run nor a multirun (no run.json or .hydra/ in it)",
         hint="`tipi-runs list` shows every run.",
     )
 
@@ -100,7 +100,7 @@ def details(run_dir: Path) -> dict[str, Any]:
         "checkpoints": _files(run_dir / "checkpoints", "*.pt"),
         "figures": _files(run_dir / "figures", "*.png"),
         "resume": f"python -m tipi resume={run_dir}",
-        "resubmit": f"tipi-runs sweep resubmit {sweep}" if sweep and (sweep / "manifest.json").is_file() else None,
+        "resubmit": f"tipi-runs multirun resubmit {sweep}" if sweep and (sweep / "manifest.json").is_file() else None,
         "git": record.get("git"),
     }
 

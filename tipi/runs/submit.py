@@ -1,7 +1,7 @@
 """What a submitit launcher does at submission for the runs browser: the manifest, and detaching.
 
 :class:`tipi.launchers.TolerantGather` calls these right after it submitted a
-batch: :func:`write_manifest` always (so ``tipi-runs sweep status`` knows the
+batch: :func:`write_manifest` always (so ``tipi-runs multirun status`` knows the
 SLURM job ids of jobs that have not started yet), :func:`detach` when
 ``launcher.wait=false``. Hydra and OmegaConf are imported here, so the list
 path of the runs browser never imports this module.
@@ -107,7 +107,7 @@ def detach(
     lines += [
         f"  {job.job_id}  {' '.join(filter_overrides(list(o)))}" for job, o in zip(jobs, job_overrides, strict=True)
     ]
-    lines.append(f"follow with: tipi-runs sweep status {sweep_dir}")
+    lines.append(f"follow with: tipi-runs multirun status {sweep_dir}")
     print("\n".join(lines), flush=True)
     return [
         JobReturn(overrides=list(o), working_dir=str(d) if d else None, status=JobStatus.COMPLETED, _return_value=None)

@@ -1,8 +1,8 @@
 """The sweep summary, in one place: rows from each job's ``run.json``, ``summary.csv``, a Rich table.
 
 A Hydra multirun writes it when it ends (:class:`tipi.callbacks.SweepSummary`),
-``tipi-runs sweep status`` refreshes it at any time after, and a WandB sweep
-(:mod:`tipi.sweeps.summary`) writes its own rows through the same CSV and
+``tipi-runs multirun status`` refreshes it at any time after, and a WandB sweep
+(:mod:`tipi.wandb_sweeps.summary`) writes its own rows through the same CSV and
 table functions. Plain JSON and libyaml only: no OmegaConf, no torch.
 """
 
@@ -130,7 +130,7 @@ def collect_jobs(sweep_dir: Path) -> list[dict[str, Any]]:
 
     Nobody will finish a record that still says running once the multirun has
     ended: the job was killed (SIGKILL, OOM) or lost, so its row says failed.
-    ``tipi-runs sweep status`` asks the scheduler instead (:mod:`tipi.runs.sweep`).
+    ``tipi-runs multirun status`` asks the scheduler instead (:mod:`tipi.runs.multirun`).
     """
     rows = []
     for num, job_dir in job_dirs(sweep_dir):

@@ -20,9 +20,9 @@ from typing import Any
 
 from tipi.core.errors import SweepError
 from tipi.core.record import RunRecord, RunStatus, atomic_write_text
-from tipi.sweeps.overrides import plain
-from tipi.sweeps.spec import SweepSpec, import_sweeps
-from tipi.sweeps.trial import FINISHED, Trial, TrialRunner
+from tipi.wandb_sweeps.overrides import plain
+from tipi.wandb_sweeps.spec import SweepSpec, import_sweeps
+from tipi.wandb_sweeps.trial import FINISHED, Trial, TrialRunner
 
 log = logging.getLogger(__name__)
 

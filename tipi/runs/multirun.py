@@ -1,4 +1,4 @@
-"""``tipi-runs sweep status`` and ``sweep resubmit``: a sweep's jobs from disk and one scheduler call.
+"""``tipi-runs multirun status`` and ``multirun resubmit``: a sweep's jobs from disk and one scheduler call.
 
 Status reads each job's ``run.json`` and asks the scheduler once about all
 job ids the manifest (or the records) know, then tells pending, running,
@@ -42,7 +42,7 @@ def require_sweep(path: Path) -> Path:
     if not path.is_dir():
         raise RunsError(f"'{path}' does not exist", hint="Pass a sweep directory such as multirun/<date>/<time>.")
     if not is_sweep_dir(path):
-        what = "a run, not a sweep" if (path / "run.json").is_file() else "neither a run nor a sweep"
+        what = "a run, not a sweep" if (path / "run.json").is_file() else "neither a run nor a multirun"
         raise RunsError(
             f"'{path}' is {what} (no multirun.yaml, manifest.json or summary.csv in it)",
             hint="Pass a sweep directory such as multirun/<date>/<time>; `tipi-runs list` shows them.",
@@ -164,7 +164,7 @@ def resubmit(sweep_dir: Path, statuses: tuple[str, ...] = REDO) -> tuple[list[di
         counts = ", ".join(f"{n} {s}" for s, n in _counts(rows).items())
         raise RunsError(
             f"nothing to resubmit in '{sweep_dir}': no job is {' / '.join(statuses)} ({counts})",
-            hint="`tipi-runs sweep status <sweep>` shows every job's status.",
+            hint="`tipi-runs multirun status <sweep>` shows every job's status.",
         )
     unresumable = [row for row in redo if not (Path(row["run_dir"]) / ".hydra" / "config.yaml").is_file()]
     if unresumable:

@@ -13,9 +13,9 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from tipi.core.record import RunRecord, RunStatus
-from tipi.sweeps import compose
-from tipi.sweeps.overrides import param_overrides, plain
-from tipi.sweeps.spec import SweepSpec
+from tipi.wandb_sweeps import compose
+from tipi.wandb_sweeps.overrides import param_overrides, plain
+from tipi.wandb_sweeps.spec import SweepSpec
 
 log = logging.getLogger(__name__)
 

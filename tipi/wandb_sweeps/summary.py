@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tipi.runs.summary import print_table, status_markup, write_csv
-from tipi.sweeps.trial import Trial
+from tipi.wandb_sweeps.trial import Trial
 
 SUMMARY_FILE = "sweep_summary.csv"
 

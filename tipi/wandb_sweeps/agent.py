@@ -17,9 +17,9 @@ from typing import Any
 
 from tipi.core.errors import SweepError
 from tipi.core.record import RunStatus
-from tipi.sweeps.overrides import plain
-from tipi.sweeps.spec import SweepSpec
-from tipi.sweeps.trial import Trial, TrialRunner
+from tipi.wandb_sweeps.overrides import plain
+from tipi.wandb_sweeps.spec import SweepSpec
+from tipi.wandb_sweeps.trial import Trial, TrialRunner
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from tipi.core.errors import SweepError
-from tipi.sweeps.overrides import check_parameters
+from tipi.wandb_sweeps.overrides import check_parameters
 
 TIPI_KEYS = ("backend", "id", "count", "allow", "seed", "max_consecutive_failures", "agent")
 BACKENDS = ("auto", "wandb", "local")

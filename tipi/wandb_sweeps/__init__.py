@@ -21,11 +21,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from tipi.core.errors import Interrupted, SweepError
 from tipi.core.record import RunRecord, RunStatus
-from tipi.sweeps import compose
-from tipi.sweeps.overrides import check_against
-from tipi.sweeps.spec import SweepSpec, import_sweeps
-from tipi.sweeps.summary import print_summary, write_summary
-from tipi.sweeps.trial import Trial, TrialRunner
+from tipi.wandb_sweeps import compose
+from tipi.wandb_sweeps.overrides import check_against
+from tipi.wandb_sweeps.spec import SweepSpec, import_sweeps
+from tipi.wandb_sweeps.summary import print_summary, write_summary
+from tipi.wandb_sweeps.trial import Trial, TrialRunner
 
 __all__ = ["SweepSpec", "Trial", "choose_backend", "run_sweep"]
 
@@ -134,8 +134,8 @@ def run_sweep(cfg: DictConfig, run_dir: Path) -> float | None:
 
 def _engine(spec: SweepSpec, cfg: DictConfig, backend: str, trial_runner: TrialRunner, sweep_dir: Path) -> Any:
     """The sweep engine for ``backend``: WandB's agent (its server proposes) or WandB's engine run here."""
-    from tipi.sweeps.agent import WandBAgentSweep
-    from tipi.sweeps.local import LocalSweep
+    from tipi.wandb_sweeps.agent import WandBAgentSweep
+    from tipi.wandb_sweeps.local import LocalSweep
 
     log.info(
         "sweep %s: %s search, %s",

@@ -20,12 +20,12 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
 from tipi.core.errors import SweepError
-from tipi.sweeps import choose_backend, compose
-from tipi.sweeps.local import LocalSweep
-from tipi.sweeps.overrides import flatten, param_overrides, to_override
-from tipi.sweeps.spec import SweepSpec
-from tipi.sweeps.summary import print_summary, write_summary
-from tipi.sweeps.trial import Trial, TrialRunner
+from tipi.wandb_sweeps import choose_backend, compose
+from tipi.wandb_sweeps.local import LocalSweep
+from tipi.wandb_sweeps.overrides import flatten, param_overrides, to_override
+from tipi.wandb_sweeps.spec import SweepSpec
+from tipi.wandb_sweeps.summary import print_summary, write_summary
+from tipi.wandb_sweeps.trial import Trial, TrialRunner
 
 GRID = {"method": "grid", "parameters": {"model": {"values": ["unet", "unet_small"]},
                                          "optimizer.lr": {"values": [1e-3, 1e-2]}}}
