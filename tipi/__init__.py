@@ -64,6 +64,8 @@ if TYPE_CHECKING:
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
+        if name == "ProcessWithParams":  # the old name of ProcessSpec (warns, names the new one)
+            return getattr(importlib.import_module("tipi.core.process"), name)
         raise AttributeError(f"module 'tipi' has no attribute {name!r}")
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value  # the next access is a plain attribute

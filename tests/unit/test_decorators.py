@@ -19,7 +19,7 @@ from tipi.core.permanence import Permanence
 from tipi.core.process import PipelineProcess, ProcessSpec
 from tipi.decorators import pipeline_process
 from tipi.helpers import logger, progress_bar
-from tipi.permanences.logger import MetricsLogger
+from tipi.permanences.metrics_logger import MetricsLogger
 from tipi.permanences.progress import ProgressManager
 
 HERE = __name__
@@ -63,7 +63,7 @@ def build(tmp_path: Path, processes: dict[str, Any], permanences: dict[str, Any]
     cfg = OmegaConf.create({
         "permanences": permanences if permanences is not None else {
             "progress": {"_target_": "tipi.permanences.progress.ProgressManager", "mode": "none"},
-            "logger": {"_target_": "tipi.permanences.logger.MetricsLogger"},
+            "logger": {"_target_": "tipi.permanences.metrics_logger.MetricsLogger"},
         },
         "processes": processes,
     })
@@ -142,7 +142,7 @@ def test_optional_permanence_is_injected_when_configured(tmp_path: Path) -> None
     permanences = {
         "progress": {"_target_": "tipi.permanences.progress.ProgressManager", "mode": "none"},
         "store": {"_target_": f"{HERE}.Store"},
-        "maybe": {"_target_": "tipi.permanences.logger.MetricsLogger"},
+        "maybe": {"_target_": "tipi.permanences.metrics_logger.MetricsLogger"},
     }
     controller = build(tmp_path, {"perm": {"_target_": f"{HERE}.uses_permanences"}}, permanences)
     result = PipelineExecutor(controller).run()["perm"]

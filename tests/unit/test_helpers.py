@@ -17,7 +17,7 @@ from tipi.core.controller import PipelineController
 from tipi.core.executor import PipelineExecutor
 from tipi.core.process import PipelineProcess, ProcessSpec
 from tipi.helpers import DeviceManager, Logger, device_manager, logger, progress_bar
-from tipi.permanences.logger import MetricsLogger
+from tipi.permanences.metrics_logger import MetricsLogger
 from tipi.permanences.progress import ProgressManager, get_progress_manager
 
 

@@ -127,7 +127,7 @@ def test_choose_backend_runs_offline_sweeps_here_and_explains_impossible_ones(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WANDB_MODE", "offline")
     wandb_logger = OmegaConf.create({"logger": {"_target_": "tipi.permanences.wandb.WandBManager", "mode": None}})
-    plain_logger = OmegaConf.create({"logger": {"_target_": "tipi.permanences.logger.MetricsLogger"}})
+    plain_logger = OmegaConf.create({"logger": {"_target_": "tipi.permanences.metrics_logger.MetricsLogger"}})
     assert choose_backend(SweepSpec.from_config(GRID), wandb_logger) == "local"
     assert choose_backend(SweepSpec.from_config(GRID), plain_logger) == "local"
     with pytest.raises(SweepError) as info:

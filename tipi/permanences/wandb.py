@@ -1,6 +1,6 @@
 """``WandBManager``: the single-tracker WandB logger of earlier tipi versions, kept for configs that name it.
 
-``logger=wandb`` now selects :class:`~tipi.permanences.logger.MetricsLogger`
+``logger=wandb`` now selects :class:`~tipi.permanences.metrics_logger.MetricsLogger`
 with a :class:`~tipi.trackers.wandb.WandBTracker` under ``logger.trackers.wandb``;
 a config whose ``logger._target_`` is ``tipi.permanences.wandb.WandBManager``
 (with WandB's settings directly under ``logger``) gets the same.
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tipi.permanences.logger import MetricsLogger
+from tipi.permanences.metrics_logger import MetricsLogger
 from tipi.trackers.wandb import (
     MODE_KEY,
     MODES,

@@ -1,6 +1,6 @@
 """Tracker backends behind the one ``logger`` permanence: WandB, TensorBoard, MLflow, several at once.
 
-``metrics.jsonl`` is always written by :class:`tipi.permanences.logger.MetricsLogger`;
+``metrics.jsonl`` is always written by :class:`tipi.permanences.metrics_logger.MetricsLogger`;
 each backend here receives the same metrics and figures through a
 :class:`~tipi.trackers.hub.TrackerHub`, which calls them off the training
 thread and drops one that fails (one log line, one ``trackers`` entry in
