@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import selectors
 import subprocess
 import sys
 import time
@@ -17,29 +19,48 @@ FAST = ("debug=fast", "model=unet_small", "progress=none")
 # Only the data-load step: what happens around a run, not in it.
 LOAD_ONLY = ("scheduler=none", "~processes.train", "~processes.validate", "~processes.test", "~processes.result")
 
-# Starts ``python -m tipi`` with the given arguments once the wall clock reaches START: every process has
-# imported tipi and Hydra by then, so all of them ask for a run directory in the same instant.
+# Starts ``python -m tipi`` with the given arguments at a real barrier: each process imports tipi and
+# Hydra, says it is ready on one pipe, then blocks reading another; the test closes that pipe once every
+# process is ready, which releases all of them in the same instant (a slow start delays the release, it
+# does not make one process late).
 BARRIER = """
-import sys, time, runpy
+import os, sys, runpy
 import tipi.cli, hydra  # the slow part, before the barrier
-start = float(sys.argv[1])
-while time.time() < start:
-    time.sleep(0.001)
-sys.argv = ["tipi", *sys.argv[2:]]
+ready, go = int(sys.argv[1]), int(sys.argv[2])
+os.write(ready, b"r")
+os.close(ready)
+os.read(go, 1)  # returns when the test closes the pipe's other end
+os.close(go)
+sys.argv = ["tipi", *sys.argv[3:]]
 runpy.run_module("tipi", run_name="__main__")
 """
 
 
-def start_together(cwd: Path, runs: list[list[str]], lead_s: float = 6.0) -> list[subprocess.CompletedProcess[str]]:
-    """Start one ``python -m tipi`` per argument list, released by one barrier; wait for all."""
-    start = time.time() + lead_s
-    procs = [subprocess.Popen([sys.executable, "-c", BARRIER, str(start), *args], cwd=cwd, env=tipi_env(),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              stdin=subprocess.DEVNULL) for args in runs]
+def start_together(cwd: Path, runs: list[list[str]], ready_s: float = 120) -> list[subprocess.CompletedProcess[str]]:
+    """Start one ``python -m tipi`` per argument list, release them together once all are ready; wait for all."""
+    ready_r, ready_w = os.pipe()
+    go_r, go_w = os.pipe()
+    procs = [subprocess.Popen([sys.executable, "-c", BARRIER, str(ready_w), str(go_r), *args], cwd=cwd,
+                              env=tipi_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              stdin=subprocess.DEVNULL, pass_fds=(ready_w, go_r)) for args in runs]
+    os.close(ready_w)
+    os.close(go_r)
+    ready, deadline = 0, time.monotonic() + ready_s
+    with selectors.DefaultSelector() as waiting:
+        waiting.register(ready_r, selectors.EVENT_READ)
+        while ready < len(runs) and time.monotonic() < deadline:
+            if waiting.select(timeout=1.0):
+                chunk = os.read(ready_r, 64)
+                if not chunk:  # every process closed its end: one died before it was ready
+                    break
+                ready += len(chunk)
+    os.close(ready_r)
+    os.close(go_w)  # the release: every process's read returns now
     done = []
     for proc in procs:
         out, err = proc.communicate(timeout=300)
         done.append(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
+    assert ready == len(runs), f"{ready} of {len(runs)} processes got ready\n" + "\n".join(p.stderr for p in done)
     return done
 
 

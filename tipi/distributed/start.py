@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -208,5 +209,32 @@ def worker_main(spec: dict[str, Any]) -> float | None:
         raise SystemExit(1) from None
 
 
+def exit_worker(code: int) -> None:
+    """End a worker now that its run is recorded and its process group left: flush, then ``os._exit``.
+
+    A worker's run ends with every file closed and ``destroy_process_group``
+    called; what is left is the interpreter's own teardown, in which C++
+    objects of torch.distributed (gloo's threads, the store's client) were
+    seen, about once in 40 runs on a loaded 2-core machine, to be destroyed
+    while a thread of theirs was still joinable: ``terminate called without an
+    active exception``, an abort after a run that succeeded. Nothing in a
+    worker needs that teardown (the agent watches the exit code only), so the
+    worker skips it, as torch's own elastic workers may.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # closed or broken: nothing left to say on it
+            stream.flush()
+    logging.shutdown()
+    os._exit(code)
+
+
+def _worker_exit_code(spec_path: str) -> int:
+    try:
+        worker_main(json.loads(Path(spec_path).read_text(encoding="utf-8")))
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return 0
+
+
 if __name__ == "__main__":  # a worker of tipi's own start (ElasticStart._launch)
-    worker_main(json.loads(Path(sys.argv[1]).read_text(encoding="utf-8")))
+    exit_worker(_worker_exit_code(sys.argv[1]))
