@@ -35,3 +35,23 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def free_space(path: Path) -> str:
+    """The free space on ``path``'s file system (or its nearest existing parent's), readable: ``12.0 KiB``."""
+    import shutil
+
+    probe = Path(path)
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        free = float(shutil.disk_usage(probe).free)
+    except OSError:
+        return "unknown"
+    if free < 1024:
+        return f"{free:.0f} B"
+    for unit in ("KiB", "MiB", "GiB"):
+        free /= 1024
+        if free < 1024 or unit == "GiB":
+            break
+    return f"{free:.1f} {unit}"

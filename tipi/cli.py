@@ -49,7 +49,17 @@ def task(cfg: DictConfig) -> float | None:
             from hydra.errors import CompactHydraException
 
             raise CompactHydraException(f"a job failed ({type(exc).__name__}); see the multirun summary") from exc
+        if isinstance(exc, TipiError) and not cfg.get("resume"):
+            _discard_refused_run_dir()
         raise SystemExit(1) from None
+
+
+def _discard_refused_run_dir() -> None:
+    """A fresh run refused before it began (no run.json): remove the directory Hydra made for it."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        _hydra.discard_if_untouched(Path(HydraConfig.get().runtime.output_dir))
 
 
 def main() -> Any:

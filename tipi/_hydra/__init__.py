@@ -12,7 +12,8 @@ Hydra callbacks and launchers name their classes here in YAML). Inside:
 - ``command_line``: overrides checked one by one before Hydra parses them;
 - ``callbacks``: one run directory for every rank, a writable output directory, the multirun summary;
 - ``launchers``: ``launcher=local`` (in process), ``submitit_local`` and ``slurm`` (submitit);
-- ``resolvers``: Hydra's ``now`` fixed to rank 0's clock.
+- ``resolvers``: Hydra's ``now`` fixed to rank 0's clock;
+- ``outputs``: a refused config leaves no output directory behind.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from tipi._hydra.command_line import check_overrides, is_multirun
 from tipi._hydra.launchers import register_launchers
+from tipi._hydra.outputs import discard_if_untouched
 from tipi._hydra.patches import HydraVersionError, install, installed, installed_parts, uninstall
 
 if TYPE_CHECKING:
@@ -30,6 +32,7 @@ __all__ = [
     "HydraVersionError",
     "check_overrides",
     "check_param_key",
+    "discard_if_untouched",
     "install",
     "install_for_command_line",
     "installed",

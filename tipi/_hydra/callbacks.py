@@ -14,6 +14,8 @@ The rows, the CSV and the table live in :mod:`tipi.runs.summary`, which
 from __future__ import annotations
 
 import atexit
+import contextlib
+import errno
 import logging
 import os
 from datetime import datetime
@@ -26,6 +28,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from tipi._hydra.resolvers import fix_now
+from tipi.atomic import free_space
 from tipi.core.record import RunRecord, RunStatus
 from tipi.core.report import report_error
 from tipi.distributed.env import detect
@@ -144,19 +147,32 @@ class OutputDirCheck(Callback):
             return
         try:
             path.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryFile(dir=path):
-                pass
+            with tempfile.TemporaryFile(dir=path) as probe:  # room for what Hydra writes first (.hydra/, the log)
+                probe.write(bytes(_ROOM_FOR_HYDRA))
+                probe.flush()
+                os.fsync(probe.fileno())
         except OSError as exc:
             from tipi.core.errors import ConfigError
 
+            full = exc.errno == errno.ENOSPC
+            with contextlib.suppress(OSError):  # the empty directory this check (or the claim) made
+                path.rmdir()
             report_error(
                 ConfigError(
-                    f"the output directory '{path}' cannot be written: {exc.strerror or exc}",
+                    f"the output directory '{path}' cannot be written: {exc.strerror or exc}"
+                    + (f" ({free_space(path)} free on its file system)" if full else ""),
                     key=key,
-                    hint=f"Run from a writable directory, or choose one with {key}=<path>.",
+                    hint=(
+                        f"Free some space there, or choose another directory with {key}=<path>."
+                        if full
+                        else f"Run from a writable directory, or choose one with {key}=<path>."
+                    ),
                 )
             )
             raise SystemExit(1) from None
+
+
+_ROOM_FOR_HYDRA = 64 * 1024  # .hydra/'s three files and the first log lines, with room to spare
 
 
 class SharedRunDir(Callback):

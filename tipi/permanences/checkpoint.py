@@ -8,6 +8,7 @@ Every RNG state travels with the weights, so a resumed run continues exactly.
 
 from __future__ import annotations
 
+import errno
 import io
 import pickle
 import random
@@ -15,7 +16,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from tipi.atomic import atomic_write
+from tipi.atomic import atomic_write, free_space
 from tipi.core.errors import CheckpointError
 
 RESTORE_HINT = "Remove it to start this run over, or restore it from best.pt."
@@ -54,11 +55,23 @@ def atomic_save(obj: Any, path: Path) -> None:
     """``torch.save`` to a temp file in the same directory, fsync, then rename over ``path``."""
     import torch
 
+    kept = "the previous checkpoint is kept" if path.exists() else "no checkpoint was written"
     try:
         atomic_write(path, lambda f: torch.save(obj, f))
     except OSError as exc:
+        free = f" ({free_space(path)} free on its file system)" if exc.errno == errno.ENOSPC else ""
         raise CheckpointError(
-            f"cannot write {path}: {exc.strerror or exc}; the previous checkpoint is kept", key="permanences.network"
+            f"cannot write {path}: {exc.strerror or exc}{free}; {kept}",
+            key="permanences.network",
+        ) from exc
+    except RuntimeError as exc:
+        if "unexpected pos" not in str(exc):  # torch's zip writer: a write that stopped short, its OSError lost
+            raise
+        raise CheckpointError(
+            f"cannot write {path}: the write stopped short, most likely No space left on device "
+            f"({free_space(path)} free on its file system); {kept}",
+            key="permanences.network",
+            hint="Free some space there, or write the run elsewhere (hydra.run.dir=<path>).",
         ) from exc
 
 

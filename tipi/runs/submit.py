@@ -42,17 +42,10 @@ def check_detachable(config: DictConfig) -> None:
 
 
 def refuse(error: ConfigError) -> NoReturn:
-    """Report ``error`` in the CLI's words (``Error <key>: ...`` and the hint) and exit 2, before anything ran.
+    """Report ``error`` as the CLI reports every error (``Error <key>: ...``, the hint); exit 2, nothing ran."""
+    from tipi.core.report import report_error
 
-    Not through :func:`tipi.cli.report_error`: the CLI sits above this package.
-    """
-    from rich.console import Console
-    from rich.markup import escape
-
-    console = Console(stderr=True, highlight=False, soft_wrap=True)
-    console.print(f"[bold red]Error[/] [bold]{escape(error.key or '')}[/]: {escape(error.message)}")
-    if error.hint:
-        console.print(f"[yellow]{escape(error.hint)}[/]")
+    report_error(error)
     raise SystemExit(2)
 
 
