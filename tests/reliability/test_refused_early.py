@@ -65,3 +65,15 @@ def test_a_full_disk_at_start_and_at_the_first_checkpoint_is_one_message(run_tip
         assert "Traceback" not in again.stderr
     finally:
         subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_a_tab_in_a_users_config_file_is_one_message_with_file_line_and_column(run_tipi: RunTipi,
+                                                                               tmp_path: Path) -> None:
+    conf = tmp_path / "my_conf" / "experiment"
+    conf.mkdir(parents=True)
+    (conf / "mine.yaml").write_text("# @package _global_\nseed: 3\n\tbad: [1,\n")
+    proc = run_tipi("--config-dir", str(tmp_path / "my_conf"), "+experiment=mine")
+    assert proc.returncode == 1
+    assert f"Error {conf / 'mine.yaml'}: does not parse at line 3, column 1: found character" in proc.stderr
+    assert "YAML indents with spaces, never tabs." in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.splitlines()) <= 4, proc.stderr

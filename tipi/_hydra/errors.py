@@ -74,12 +74,36 @@ def _not_in_config(exc: BaseException) -> ConfigError | None:
     return error
 
 
+def _bad_yaml(exc: BaseException) -> ConfigError | None:
+    """A YAML file of the config tree (a user's ``--config-dir``) that does not parse: its file, line and column."""
+    import yaml
+
+    seen: set[int] = set()
+    error: BaseException | None = exc
+    while error is not None and id(error) not in seen:  # Hydra may wrap the parser's error
+        seen.add(id(error))
+        if isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None:
+            mark = error.problem_mark
+            tab = "'\\t'" in str(error.problem) or "\t" in str(error.problem)  # PyYAML quotes it: '\t'
+            return ConfigError(
+                f"does not parse at line {mark.line + 1}, column {mark.column + 1}: {error.problem}"
+                + (f" ({error.context})" if error.context else ""),
+                key=str(mark.name),
+                hint="YAML indents with spaces, never tabs." if tab else "Check the YAML syntax at that place.",
+            )
+        error = error.__cause__ or error.__context__
+    return None
+
+
 def as_tipi_error(exc: BaseException) -> TipiError | None:
     """The ``ConfigError`` that tells ``exc`` (one of Hydra's composition errors), or None."""
     from hydra.errors import ConfigCompositionException, MissingConfigException
 
     if isinstance(exc, TipiError):  # raised by tipi during composition (tipi.params: an unknown parameter)
         return exc
+    bad_yaml = _bad_yaml(exc)
+    if bad_yaml is not None:
+        return bad_yaml
     if isinstance(exc, MissingConfigException):
         return _missing_config(exc)
     if isinstance(exc, ConfigCompositionException):
