@@ -52,7 +52,7 @@ def metrics_disk_full(lines_that_fit: int) -> None:
     import builtins
 
     from tests.reliability.doubles import FullDiskFile
-    from tipi.permanences import logger
+    from tipi.permanences import metrics_logger
 
     def open_full(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
         handle = builtins.open(file, mode, *args, **kwargs)  # noqa: SIM115 - handed to the caller, as open() does
@@ -60,7 +60,7 @@ def metrics_disk_full(lines_that_fit: int) -> None:
             return FullDiskFile(handle, lines_that_fit)
         return handle
 
-    logger.open = open_full  # type: ignore[attr-defined]  # the module's `open`, shadowing the builtin
+    metrics_logger.open = open_full  # type: ignore[attr-defined]  # the module's `open`, shadowing the builtin
 
 
 FAULTS = {"hang-in-save": hang_in_save, "metrics-disk-full": metrics_disk_full}
