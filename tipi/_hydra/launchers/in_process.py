@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 from hydra._internal.core_plugins.basic_launcher import BasicLauncher
 from hydra.core.utils import JobReturn
@@ -11,8 +10,7 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
 from tipi._hydra.launchers.checked_configs import CheckedConfigs
-from tipi._hydra.launchers.precheck import check_jobs
-from tipi._hydra.outputs import discard_if_untouched
+from tipi._hydra.launchers.precheck import refuse_bad_jobs
 from tipi.core.errors import ConfigError
 from tipi.runs.submit import launcher_wait, refuse
 
@@ -41,12 +39,7 @@ class InProcess(BasicLauncher):
                 )
             )
         checked = self.hydra_context.config_loader if self.hydra_context is not None else None
-        try:  # every job through tipi's gate before the first one runs
-            check_jobs(checked, self.config, job_overrides, initial_job_idx)
-        except ConfigError as exc:
-            if self.config is not None:
-                discard_if_untouched(Path(str(self.config.hydra.sweep.dir)))  # only multirun.yaml there yet
-            refuse(exc)
+        refuse_bad_jobs(checked, self.config, job_overrides, initial_job_idx)  # tipi's gate on every job first
         if not isinstance(checked, CheckedConfigs):
             return super().launch(job_overrides, initial_job_idx)
         checked.launching = True

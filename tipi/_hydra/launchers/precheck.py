@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, open_dict
 
+from tipi._hydra.outputs import discard_if_untouched
 from tipi.core.errors import ConfigError, TipiError
+from tipi.runs.submit import refuse
 
 log = logging.getLogger(__name__)
 SHOWN = 5  # bad jobs named in the message; the rest are counted
@@ -83,3 +86,15 @@ def check_jobs(loader: Any, master: DictConfig | None, job_overrides: Sequence[S
         key=first.key,
         hint=first.hint,
     )
+
+
+def refuse_bad_jobs(
+    loader: Any, master: DictConfig | None, job_overrides: Sequence[Sequence[str]], first_idx: int
+) -> None:
+    """:func:`check_jobs`, and on a refusal: the multirun's directory removed (only ``multirun.yaml`` there), exit 2."""
+    try:
+        check_jobs(loader, master, job_overrides, first_idx)
+    except ConfigError as exc:
+        if master is not None:
+            discard_if_untouched(Path(str(master.hydra.sweep.dir)))
+        refuse(exc)

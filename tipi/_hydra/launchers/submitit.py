@@ -31,12 +31,11 @@ from hydra_plugins.hydra_submitit_launcher import submitit_launcher as hsl
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from tipi._hydra.launchers.checked_configs import CheckedConfigs
-from tipi._hydra.launchers.precheck import check_jobs
-from tipi._hydra.outputs import discard_if_untouched
+from tipi._hydra.launchers.precheck import refuse_bad_jobs
 from tipi._hydra.patches import install, installed_parts
-from tipi.core.errors import ConfigError, TipiError
+from tipi.core.errors import TipiError
 from tipi.core.record import RunRecord, RunStatus
-from tipi.runs.submit import check_detachable, detach, launcher_wait, refuse, write_manifest
+from tipi.runs.submit import check_detachable, detach, launcher_wait, write_manifest
 
 log = logging.getLogger(__name__)
 
@@ -114,16 +113,8 @@ class TolerantGather(hsl.BaseSubmititLauncher):
         assert self.config is not None and len(job_overrides) > 0
         if not launcher_wait(self.config):
             check_detachable(self.config)
-        try:  # every job through tipi's gate before one is submitted
-            check_jobs(
-                self.hydra_context.config_loader if self.hydra_context else None,
-                self.config,
-                job_overrides,
-                initial_job_idx,
-            )
-        except ConfigError as exc:
-            discard_if_untouched(Path(str(self.config.hydra.sweep.dir)))  # only multirun.yaml there yet
-            refuse(exc)
+        loader = self.hydra_context.config_loader if self.hydra_context else None
+        refuse_bad_jobs(loader, self.config, job_overrides, initial_job_idx)  # tipi's gate on every job first
         init_keys = {"max_num_timeout", "submitit_folder"}
         executor = submitit.AutoExecutor(
             cluster=self._EXECUTOR,
