@@ -123,16 +123,22 @@ class OutputDirCheck(Callback):
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._check(config, "hydra.run.dir")
-        # a fresh run: the directory must not hold another run (a DDP rank but 0 joins rank 0's: SharedRunDir)
-        if not config.get("resume") and detect().rank == 0:
-            from tipi.core.rundir import RunDirTaken, check_free
+        # a fresh run: the directory must not hold another run; a resume: no process may be running in it
+        # (both before Hydra writes .hydra/ there; a DDP rank but 0 joins rank 0's: SharedRunDir)
+        if detect().rank != 0:
+            return
+        from tipi.core.rundir import RunDirTaken, check_free, check_not_running
 
-            try:
+        run_dir = Path(str(config.hydra.run.dir)).absolute()
+        try:
+            if config.get("resume"):
+                check_not_running(run_dir, key="resume")
+            else:
                 overrides = OmegaConf.to_container(config.hydra.overrides.task, resolve=False)
-                check_free(Path(str(config.hydra.run.dir)).absolute(), [str(o) for o in overrides or []])
-            except RunDirTaken as exc:
-                report_error(exc)
-                raise SystemExit(1) from None
+                check_free(run_dir, [str(o) for o in overrides or []])
+        except RunDirTaken as exc:  # RunDirBusy (a process runs there) is one
+            report_error(exc)
+            raise SystemExit(1) from None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._check(config, "hydra.sweep.dir")

@@ -86,21 +86,63 @@ class RunRecord:
     """Reads, updates and atomically rewrites ``<run dir>/run.json``.
 
     A run directory that is run again (resume, SLURM requeue) keeps its record
-    and gains one entry in ``attempts``.
+    and gains one entry in ``attempts``. A run.json that exists but cannot be
+    read (``unreadable``: cut short by a copy, damaged by hand) is never
+    overwritten unseen: the first :meth:`save` renames it aside
+    (:meth:`set_aside`), and the runner rebuilds what it can
+    (:mod:`tipi.core.recover`).
     """
 
     def __init__(self, run_dir: Path) -> None:
         self.path = Path(run_dir) / "run.json"
-        self.data: dict[str, Any] = self.load(self.path) or {"attempts": []}
+        loaded = self.load(self.path)
+        self.unreadable = False
+        self.aside: Path | None = None  # where an unreadable run.json was kept
+        self._unreadable_id: tuple[int, int, int] | None = None
+        if loaded is None:
+            try:
+                st = self.path.stat()
+            except OSError:
+                pass
+            else:
+                self.unreadable = True
+                self._unreadable_id = (st.st_ino, st.st_size, st.st_mtime_ns)
+        self.data: dict[str, Any] = loaded or {"attempts": []}
         self._t0 = time.monotonic()
 
     @staticmethod
     def load(path: Path) -> dict[str, Any] | None:
-        """The record at ``path``, or None if there is none (or it is unreadable)."""
+        """The record at ``path``, or None if there is none (or it is unreadable, or not a JSON object)."""
         try:
-            return json.loads(Path(path).read_text(encoding="utf-8"))
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
+        return data if isinstance(data, dict) else None
+
+    def set_aside(self) -> Path | None:
+        """Rename an unreadable run.json to ``run.json.unreadable-<UTC time>`` (never deleted); the new name.
+
+        Only the very file found unreadable is renamed: one another process
+        has written since is left for :meth:`save` to replace as usual.
+        """
+        if not self.unreadable or self.aside is not None:
+            return self.aside
+        self.unreadable = False
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        if (st.st_ino, st.st_size, st.st_mtime_ns) != self._unreadable_id:
+            return None
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        aside = self.path.with_name(f"{self.path.name}.unreadable-{stamp}")
+        n = 1
+        while aside.exists():
+            aside = self.path.with_name(f"{self.path.name}.unreadable-{stamp}-{n}")
+            n += 1
+        os.replace(self.path, aside)
+        self.aside = aside
+        return aside
 
     def start(
         self,
@@ -168,6 +210,20 @@ class RunRecord:
                 attempt["reason"] = reason or error
         self.save()
 
+    def finish_as_before(self, before: dict[str, Any], status: str, reason: str) -> None:
+        """End an attempt that changed nothing: the record is ``before`` again, plus this attempt's entry.
+
+        A resumed run whose steps were all done keeps its status, objective,
+        metrics, timings and provenance (git commit, versions): they are still
+        those of the attempt that produced its results.
+        """
+        attempt = dict((self.data.get("attempts") or [{}])[-1])
+        attempt.update(end=_now(), status=status, reason=reason)
+        self.data = {**before, "attempts": [*(before.get("attempts") or []), attempt]}
+        self.save()
+
     def save(self) -> None:
-        """Atomically rewrite ``run.json``."""
+        """Atomically rewrite ``run.json`` (an unreadable one is first set aside, never overwritten)."""
+        if self.unreadable:
+            self.set_aside()
         atomic_write_text(self.path, json.dumps(self.data, indent=2, default=str) + "\n")

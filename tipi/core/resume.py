@@ -5,6 +5,11 @@ or with a lower learning rate; those overrides, and logging, progress and
 device settings, are applied on top of the stored config. Overrides that
 would change what the checkpoint means (the model, the data, the seed, which
 processes run) are refused, naming the key: they need a fresh run.
+
+An override that asks for what the run already has is no change: the
+original command with ``resume=`` added (``+experiment=seg debug=fast seed=7
+resume=<dir>``) continues the run. Every real change is named in one
+refusal, with the run's value and the command's.
 """
 
 from __future__ import annotations
@@ -60,11 +65,16 @@ def _is_fixed(key: str) -> bool:
     return any(key == fixed or key.startswith(f"{fixed}.") for fixed in FIXED_KEYS)
 
 
-def _refuse(key: str, why: str) -> ConfigError:
+def _refuse(changes: list[tuple[str, str, str]]) -> ConfigError:
+    """One refusal naming every ``(key, the run's, this command's)`` change."""
+    keys = ", ".join(dict.fromkeys(key for key, _, _ in changes))
+    started = ", ".join(old for _, old, _ in changes)
+    asked = ", ".join(new for _, _, new in changes)
     return ConfigError(
-        f"cannot be changed when resuming: {why}",
-        key=key,
-        hint="Resume without it to continue the run as it was, or start a fresh run with it (drop resume=).",
+        f"cannot be changed when resuming: the run was started with {started}; this command sets {asked}",
+        key=keys,
+        hint="Resume without them (or with the values the run was started with) to continue the run as it was, "
+        "or start a fresh run with them (drop resume=).",
     )
 
 
@@ -80,26 +90,77 @@ def stored_choices(run_dir: Path) -> dict[str, Any]:
     return dict(choices) if isinstance(choices, dict) else {}
 
 
+_ABSENT = object()
+
+
+def _raw(tree: Any, key: str) -> Any:
+    """The value at dotted ``key`` in a plain container tree (interpolations as written), or ``_ABSENT``."""
+    node = tree
+    for part in key.split("."):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return _ABSENT
+    return node
+
+
+def _plain(cfg: DictConfig) -> Any:
+    return OmegaConf.to_container(cfg, resolve=False)
+
+
+def _as_set(old: Any, key: str) -> str:
+    """``key=value`` as the run has it (``(absent)`` when it has no such key)."""
+    if old is _ABSENT or old is None:
+        return f"{key} (absent)"
+    if isinstance(old, dict):
+        target = old.get("_target_")
+        return f"{key}=<{target}>" if target else f"{key}=<a config node>"
+    return f"{key}={old}"
+
+
 def apply_resume_overrides(
     stored: DictConfig, current: DictConfig, overrides: list[str], choices: dict[str, Any] | None = None
 ) -> list[str]:
-    """Apply to ``stored`` the command-line ``overrides`` a continued run may take; return them.
+    """Apply to ``stored`` the command-line ``overrides`` a continued run may take; return those that change it.
 
-    Values are copied from ``current`` (the config Hydra composed from this
-    command line), so they are typed and resolved exactly as in a fresh run.
+    An override that asks for what the run already has (the config group
+    option it was composed with, the value it has, a step it does not have
+    removed) is accepted and changes nothing. Of the others, those that
+    would change what the checkpoint means are all refused in one
+    :class:`ConfigError`; the rest are applied, their values copied from
+    ``current`` (the config Hydra composed from this command line), so they
+    are typed and resolved exactly as in a fresh run.
     """
+    choices = choices or {}
+    stored_tree, current_tree = _plain(stored), _plain(current)
     applied: list[str] = []
+    refused: list[tuple[str, str, str]] = []
     for override, parsed in zip(overrides, _parse(overrides), strict=True):
         key = parsed.key_or_group
         if key in _NOT_OVERRIDES or key.startswith("hydra.") or key == "hydra":
             continue
+        group = key in choices
+        if group:
+            old: Any = choices[key]
+            same = not parsed.is_delete() and _option(parsed.value()) == _option(old)
+        else:
+            old = _raw(stored_tree, key)
+            new = _ABSENT if parsed.is_delete() else _raw(current_tree, key)
+            same = old == new or (parsed.is_delete() and old is None)
+        if same:
+            continue
+        shown_old = (f"{key}={old}" if old is not None else f"{key} (none)") if group else _as_set(old, key)
         if _is_fixed(key):
-            if choices and key in choices:
-                raise _refuse(key, f"the run was started with {key}={choices[key]}")
-            raise _refuse(key, f"the run was started with {_shown(OmegaConf.select(stored, key, default=None))}")
+            refused.append((key, shown_old, override))
+            continue
         structural = (key.startswith("processes.") and key.count(".") == 1) or parsed.is_delete() or parsed.is_add()
         if structural and not key.startswith(("logger", "progress", "run.")):
-            raise _refuse(key, "it changes which processes or parts the run has")
+            refused.append((key, shown_old, override))
+            continue
+        if refused:
+            continue  # nothing is applied when something is refused
         if parsed.is_delete():
             OmegaConf.update(stored, key, None, force_add=True)
         else:
@@ -108,11 +169,13 @@ def apply_resume_overrides(
                 value = copy.deepcopy(value)
             OmegaConf.update(stored, key, value, merge=False, force_add=True)
         applied.append(override)
+    if refused:
+        raise _refuse(refused)
     return applied
 
 
-def _shown(value: Any) -> str:
-    if isinstance(value, DictConfig):
-        target = value.get("_target_")
-        return f"_target_ {target}" if target else "a config node"
-    return repr(value)
+def _option(value: Any) -> Any:
+    """A config-group option as comparable data (``[a, b]`` and ``a`` as Hydra writes them)."""
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value]
+    return None if value is None else str(value)

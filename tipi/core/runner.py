@@ -1,11 +1,12 @@
 """The runner: maps one run onto builder -> controller -> executor.
 
 Hydra multirun is Hydra's: each job calls ``PipelineRunner(cfg).run()``; a WandB
-sweep (``tipi.sweeps``) calls it once a sweep run.
+sweep (``tipi.wandb_sweeps``) calls it once a sweep run.
 """
 
 from __future__ import annotations
 
+import copy
 import ctypes
 import functools
 import logging
@@ -25,8 +26,9 @@ from tipi.core.controller import PipelineController, cyclic_gc_paused
 from tipi.core.errors import Interrupted
 from tipi.core.executor import PipelineExecutor, chain_previous_handler
 from tipi.core.record import RunRecord, RunStatus
+from tipi.core.recover import rebuild
 from tipi.core.resume import apply_resume_overrides, load_stored_config, stored_choices
-from tipi.core.rundir import check_free
+from tipi.core.rundir import check_free, check_not_running, own
 
 log = logging.getLogger(__name__)
 
@@ -140,12 +142,33 @@ class PipelineRunner:
             release_freed_memory()
 
     def _run_once(self) -> float | None:
-        if self.resumed_with is None and not self.joins_run:  # a fresh run never writes into another's directory
-            check_free(self.run_dir, self.overrides, key="run_dir")
+        """Hold the run directory while the pipeline runs in it; another process running there is refused."""
+        fresh = self.resumed_with is None
+        key = "run_dir" if fresh else "resume"
+        if not self.joins_run:  # refused before the build imports torch (a rank but 0 joins rank 0's run)
+            if fresh:  # a fresh run never writes into another's directory
+                check_free(self.run_dir, self.overrides, key=key)
+            else:
+                check_not_running(self.run_dir, key=key)
         controller = self.build()  # a config error leaves no run record behind
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        lock = None if self.joins_run else own(self.run_dir, key=key)
+        try:
+            if fresh and not self.joins_run:  # again, now that no other process can start here meanwhile
+                check_free(self.run_dir, self.overrides, key=key)
+            return self._run_owned(controller)
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _run_owned(self, controller: PipelineController) -> float | None:
         record = self.record_factory(self.run_dir)
         controller.context.record = record
+        if record.unreadable and not self.joins_run:
+            # a resume Hydra started has just written its own .hydra/resume-<time>/: not an earlier attempt
+            by_hydra = self.resumed_with is not None and _hydra_output_dir() is not None
+            log.warning("%s", rebuild(record, resuming=by_hydra))
+        before = copy.deepcopy(record.data)  # the record as the earlier attempts left it
         seed = self.cfg.get("seed")
         seed_everything(seed)
         if self.resumed_with is None:
@@ -169,10 +192,19 @@ class PipelineRunner:
             first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
             _finish_or_note(record, exc, RunStatus.FAILED, error=f"{type(exc).__name__}: {first_line}")
             raise
-        objective = self._objective(controller)
         summary = self._summary(controller)
-        if summary:
-            record.data["metrics"] = summary
+        if not summary and before.get("status") == RunStatus.SUCCEEDED:
+            # every step was done (a finished run resumed): its results, and the record of them, stand
+            log.info("nothing left to run: every step was done; run.json keeps its record")
+            record.finish_as_before(before, RunStatus.SUCCEEDED, reason="nothing left to run")
+            return _finite(before.get("objective"))
+        # metrics of steps skipped in this attempt are still the run's (test metrics after a longer training)
+        metrics = {**(before.get("metrics") or {}), **summary}
+        if metrics:
+            record.data["metrics"] = metrics
+        objective = self._objective(controller, metrics)
+        if objective is None:
+            objective = _finite(before.get("objective"))
         record.finish(RunStatus.SUCCEEDED, objective=objective)
         return objective
 
@@ -182,13 +214,19 @@ class PipelineRunner:
         summary = getattr(logger, "summary", None)
         return dict(summary) if summary else {}
 
-    def _objective(self, controller: PipelineController) -> float | None:
+    def _objective(self, controller: PipelineController, metrics: dict[str, Any] | None = None) -> float | None:
+        """``run.objective``'s value in ``metrics`` (default: this attempt's), else the last process's result."""
         key = OmegaConf.select(self.cfg, "run.objective")
         value: Any = None
         if key:
-            value = self._summary(controller).get(key)
+            value = (metrics if metrics is not None else self._summary(controller)).get(key)
         if value is None and controller.results:
             value = list(controller.results.values())[-1]
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            return float(value)
-        return None
+        return _finite(value)
+
+
+def _finite(value: Any) -> float | None:
+    """``value`` as a float when it is a finite number, else None."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None

@@ -100,7 +100,11 @@ class ElasticStart:
 
     def run(self) -> float | None:
         """Check the config here, start the workers, wait; rank 0's objective."""
+        from tipi.core.rundir import check_not_running
+
         runner = self.runner
+        # no process may run in the directory: this one writes the workers' files there before rank 0 locks it
+        check_not_running(runner.run_dir.absolute(), key="resume" if runner.resumed_with is not None else "run_dir")
         runner.build()  # every mistake in the config is reported once, here, before any worker starts
         run_dir = runner.run_dir.absolute()
         resolved = OmegaConf.to_container(runner.cfg, resolve=True)

@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from tipi.core.lock import holder, lock_path
 from tipi.core.record import RunStatus
 from tipi.runs.summary import YAML_LOADER, duration, first_line, job_overrides, read_json
 
@@ -122,8 +123,15 @@ def run_settings(run_dir: Path) -> dict[str, Any]:
 _HOST = socket.gethostname()
 
 
-def _alive(record: Mapping[str, Any]) -> bool:
-    """Whether a run that says it runs still has its process (only answerable on its own host, outside SLURM)."""
+def _alive(record: Mapping[str, Any], run_dir: Path) -> bool:
+    """Whether a run that says it runs still has its process.
+
+    A run directory with a lock file answers for itself, on any host (a live
+    run holds the lock; the kernel drops it when the process dies). Without
+    one (a run from before the lock), only on its own host, outside SLURM.
+    """
+    if lock_path(run_dir).exists():
+        return holder(run_dir) is not None
     pid = record.get("pid")
     if record.get("slurm") or record.get("host") != _HOST or not isinstance(pid, int):
         return True
@@ -146,7 +154,7 @@ def read_run(run_dir: Path) -> dict[str, Any]:
     record = read_json(run_dir / "run.json")
     settings = run_settings(run_dir)
     status = str(record.get("status") or RunStatus.CORRUPT) if record else str(RunStatus.CORRUPT)
-    if status in (RunStatus.RUNNING,) and record and not _alive(record):
+    if status in (RunStatus.RUNNING,) and record and not _alive(record, run_dir):
         status = str(RunStatus.LOST)
     rec = record or {}
     tags = rec.get("tags", settings.get("tags"))

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from tipi.core.lock import holder
 from tipi.runs.errors import RunsError
 from tipi.runs.multirun import absolute
 from tipi.runs.scan import is_run_dir, is_sweep_dir, read_run
@@ -100,6 +101,7 @@ def details(run_dir: Path) -> dict[str, Any]:
         "checkpoints": _files(run_dir / "checkpoints", "*.pt"),
         "figures": _files(run_dir / "figures", "*.png"),
         "resume": f"python -m tipi resume={run_dir}",
+        "running_in": owner.describe() if (owner := holder(run_dir)) is not None else None,
         "resubmit": f"tipi-runs multirun resubmit {sweep}" if sweep and (sweep / "manifest.json").is_file() else None,
         "git": record.get("git"),
     }
@@ -149,6 +151,9 @@ def render(info: Mapping[str, Any], console: Any) -> None:
         files = info[kind]
         console.print(f"[bold]{kind}[/]: " + (", ".join(escape(Path(f["path"]).name) for f in files) or "none"))
     line("wandb run", info["wandb_run_id"] or "none")
+    if info["running_in"]:  # a live run: resuming it from a second process would be refused
+        line("running in", f"{info['running_in']}; wait, or stop it first")
+        return
     line("resume with", info["resume"])
     if info["resubmit"]:
         line("or", info["resubmit"])
