@@ -113,6 +113,11 @@ class Device(Permanence):
         # run before its record, metrics or checkpoints are written.
         self.spec = check_spec(spec)
         check_exists(self.spec)
+        if float(min_free_memory_gb) < 0:
+            raise DeviceError(
+                f"must be at least 0 (GB of free memory the device needs), got {min_free_memory_gb}",
+                key="permanences.device.min_free_memory_gb",
+            )
         self.min_free_memory_gb = float(min_free_memory_gb)
         self.device: torch.device | None = None
 
