@@ -79,7 +79,7 @@ number of threads.
   context rows). tipi adds Hydra: its import (about 0.14 s) and one
   composition of the config (about 0.12 s; Hydra composes a run's config
   twice, once only to read `hydra.mode`, and tipi keeps the first for the
-  run: `tipi/compose_once.py`). tipi's own work before the first step,
+  run: `tipi/_hydra/compose_once.py`). tipi's own work before the first step,
   timed in-process, is about 0.09 s: checking and building the pipeline
   (30 ms), the progress display (15 ms), the checkpoint after the data-load
   process (15 ms, fsynced), `run.json` (6 ms), seeding (1 ms). That tipi
@@ -113,7 +113,7 @@ number of threads.
 - **Multirun**: Hydra's basic sweeper composes every job's config to check
   it before the first job runs, and Hydra's basic launcher composes it again
   to run it (about 78 ms each for tipi's tree here); the bare app pays both.
-  tipi's launcher (`launcher=local`, `tipi/launchers.py`) runs each job with
+  tipi's launcher (`launcher=local`, `tipi/_hydra/launchers/in_process.py`) runs each job with
   the config the check composed, and jobs that choose the same config groups
   and differ in values only (`seed=...`, `optimizer.lr=...`) are copies of one
   composed base with the job's overrides applied by Hydra's own function

@@ -13,7 +13,7 @@ callback, which timestamps each job in-process:
 The first job is excluded from the cycle: it pays one-time imports (torch, for tipi's seeding and device).
 
 tipi's ``launcher=local`` runs each job with the config Hydra's sweeper
-composed to check it (``tipi.launchers.ComposeOnce``); a third variant runs
+composed to check it (``tipi._hydra.launchers.in_process.InProcess``); a third variant runs
 tipi with Hydra's own basic launcher (``hydra/launcher=basic``), which
 composes every job a second time, to show what that saves.
 """
@@ -116,7 +116,7 @@ def run(quick: bool) -> Section:
         f"{repeats} multirun(s) a side of {jobs} jobs, `experiment=bench_noop {sweep}`, "
         "timed in-process by a Hydra callback (benchmarks/probes/job_clock.py).",
         "Hydra's basic sweeper composes every job to check it before the first runs; Hydra's basic launcher "
-        "then composes it again, tipi's (`launcher=local`, tipi/launchers.py ComposeOnce) runs the job with "
+        "then composes it again, tipi's (`launcher=local`, tipi/_hydra/launchers/in_process.py) runs the job with "
         "the config the check composed.",
     ]
     return section
