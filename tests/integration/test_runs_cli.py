@@ -198,3 +198,27 @@ def test_detaching_the_local_launcher_is_refused_in_one_message(run_tipi: RunTip
     assert proc.returncode != 0
     assert "launcher.wait" in proc.stderr and "launcher=slurm" in proc.stderr and "Traceback" not in proc.stderr
     assert not list(tmp_path.rglob("run.json")), "nothing ran"
+
+
+def test_a_closed_pipe_ends_the_listing_quietly(tmp_path: Path) -> None:
+    for i in range(400):  # more than a pipe's buffer holds
+        fake_run(tmp_path / "outputs" / f"r{i:03d}", i, objective=i / 400)
+    lister = subprocess.Popen([sys.executable, "-m", "tipi.runs"], cwd=tmp_path, env=tipi_env(),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    assert lister.stdout is not None and lister.stderr is not None
+    lister.stdout.readline()  # `tipi-runs | head -1`
+    lister.stdout.close()
+    err = lister.stderr.read().decode()
+    lister.stderr.close()
+    assert lister.wait(timeout=120) == 0, err
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+def test_filters_that_match_nothing_say_how_many_runs_there_are(tmp_path: Path) -> None:
+    for i in range(3):
+        fake_run(tmp_path / "outputs" / f"r{i}", i, objective=0.5)
+    proc = runs("list", "--status", "failed", "--since", "2d", cwd=tmp_path)
+    assert proc.returncode == 0
+    assert "3 run(s) under outputs, multirun; none matches the filters" in proc.stderr
+    empty = runs("list", cwd=tmp_path / "outputs" / "r0" / ".hydra")
+    assert "no runs under outputs, multirun" in empty.stderr

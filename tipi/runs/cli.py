@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -70,12 +71,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     from tipi.runs.errors import RunsError
 
     try:
-        return int(COMMAND_FUNCTIONS[args.command](args) or 0)
+        code = int(COMMAND_FUNCTIONS[args.command](args) or 0)
+        sys.stdout.flush()  # here, so a reader that closed the pipe (| head) is noticed inside the try
+        return code
     except RunsError as exc:
         _error(exc.message, exc.hint)
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `tipi-runs | head`: the reader has what it wanted
+        # Python would report the broken pipe again when it flushes stdout at exit: point stdout elsewhere
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def _error(message: str, hint: str | None) -> None:
@@ -118,8 +125,8 @@ def cmd_list(args: argparse.Namespace) -> int:
             f"--since '{args.since}' is neither a date nor an age",
             hint="Write 2026-11-30, 2026-11-30T14:00, 90m, 6h or 2d.",
         ) from None
-    rows = [scan.read_run(path) for path in scan.find_runs(roots)]
-    rows = [r for r in rows if scan.keep(r, statuses=statuses, tags=_split(args.tag), since=since, globs=args.glob)]
+    found = [scan.read_run(path) for path in scan.find_runs(roots)]
+    rows = [r for r in found if scan.keep(r, statuses=statuses, tags=_split(args.tag), since=since, globs=args.glob)]
     rows = _sorted(rows, "objective" if args.best else args.sort)
     if args.best:
         rows = [r for r in rows if isinstance(r["objective"], (int, float))][: args.best]
@@ -130,6 +137,10 @@ def cmd_list(args: argparse.Namespace) -> int:
         writer = csv.DictWriter(sys.stdout, fieldnames=CSV_COLUMNS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows({**r, "tags": " ".join(r["tags"]), "overrides": " ".join(r["overrides"])} for r in rows)
+    elif found and not rows:  # runs there are, none passed the filters: say so, not "no runs"
+        print(
+            f"{len(found)} run(s) under {', '.join(str(r) for r in roots)}; none matches the filters", file=sys.stderr
+        )
     else:
         _print_runs(rows, roots)
     return 0
