@@ -2,20 +2,18 @@
 
 Everything is checked before anything is built (hydra-zen's ``validate``
 idea): every ``_target_`` imports, every parameter binds to its signature
-with a plausible type, and every permanence a process asks for exists. So a
-typo in the last process is reported before the first one starts.
+with a plausible type (:mod:`tipi.core.binding`), and every permanence a
+process asks for exists. So a typo in the last process is reported before the
+first one starts.
 """
 
 from __future__ import annotations
 
-import enum
+import contextlib
 import importlib
-import inspect
 import logging
 import re
-import types
-import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -28,14 +26,27 @@ from omegaconf.errors import (
     UnsupportedInterpolationType,
 )
 
-from tipi.core.check import ConfigCheck, matches, unknown_metric
+from tipi.core.binding import check_params
+from tipi.core.check import Checked, ConfigCheck, matches, typed_key, unknown_metric
 from tipi.core.errors import ConfigError, did_you_mean
 from tipi.core.permanence import Permanence
 from tipi.core.process import PipelineProcess, ProcessSpec
 
+# check_params is re-exported: the network and the metrics logger check their nested nodes with it
+__all__ = [
+    "HYDRA_KEYS",
+    "OBJECTIVE_MODES",
+    "PipelineBuilder",
+    "as_process_class",
+    "check_params",
+    "config_error",
+    "declared_metrics",
+    "locate",
+]
+
 log = logging.getLogger(__name__)
+OBJECTIVE_MODES = ("max", "min")
 HYDRA_KEYS = frozenset({"_target_", "_partial_", "_convert_", "_recursive_", "_args_"})
-_PRIMITIVES = (bool, int, float, str)
 # Mistakes in the config itself; other resolution errors (a resolver that needs
 # Hydra's runtime) are left to the code that reads the value.
 _UNRESOLVABLE = (
@@ -128,99 +139,6 @@ def as_process_class(obj: Any, key: str) -> type[PipelineProcess]:
     )
 
 
-def _signature(target: Any) -> inspect.Signature:
-    sig = getattr(target, "__tipi_signature__", None)
-    return sig if sig is not None else inspect.signature(target)
-
-
-def _type_hints(target: Any) -> dict[str, Any]:
-    fn = vars(target).get("__init__", target) if isinstance(target, type) else target
-    try:
-        return typing.get_type_hints(getattr(target, "__tipi_function__", fn))
-    except Exception:  # noqa: BLE001 - unresolvable hints just skip the type check
-        return {}
-
-
-def _type_ok(value: Any, annotation: Any) -> bool:
-    """A shallow check of config values against simple annotations; unknown shapes pass."""
-    if annotation is Any or annotation is inspect.Parameter.empty:
-        return True
-    origin = typing.get_origin(annotation)
-    if origin is typing.Literal:
-        return value in typing.get_args(annotation)
-    if origin is typing.Annotated:
-        return _type_ok(value, typing.get_args(annotation)[0])
-    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
-        return any(value in (member.value, member.name) for member in annotation)
-    if origin in (typing.Union, types.UnionType):
-        return any(_type_ok(value, arg) for arg in typing.get_args(annotation))
-    if annotation is type(None):
-        return value is None
-    if annotation is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if annotation is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if annotation in (bool, str):
-        return isinstance(value, annotation)
-    if origin in (list, tuple, typing.Sequence) or annotation in (list, tuple):
-        return isinstance(value, (list, tuple))
-    if origin in (dict, typing.Mapping) or annotation is dict:
-        return isinstance(value, dict)
-    return True
-
-
-def check_params(target: Any, params: Mapping[str, Any], key: str, *, injected: tuple[str, ...] = ()) -> None:
-    """Check ``params`` bind to ``target``'s signature with plausible types.
-
-    ``injected`` names parameters tipi passes itself (``controller``).
-    """
-    sig = _signature(target)
-    accepts_kwargs = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
-    named = {
-        n: p
-        for n, p in sig.parameters.items()
-        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and n not in injected
-    }
-    for name in params:
-        if name not in named and not accepts_kwargs:
-            raise ConfigError.unknown(f"{key}.{name}", name, named, "parameter")
-    for name, param in named.items():
-        if param.default is param.empty and name not in params:
-            raise ConfigError(
-                f"missing required parameter '{name}'", key=f"{key}.{name}", hint=f"Set it with +{key}.{name}=..."
-            )
-    hints = _type_hints(target)
-    for name, value in params.items():
-        if isinstance(value, Mapping) and "_target_" in value:
-            continue  # a nested object: checked when it is instantiated
-        annotation = hints.get(name, named[name].annotation if name in named else Any)
-        if not _type_ok(value, annotation):
-            raise _wrong_type(f"{key}.{name}", value, annotation)
-
-
-def _choices(annotation: Any) -> list[str] | None:
-    """The values a ``Literal`` (or an ``Enum``, or an optional one) allows, as strings; None otherwise."""
-    origin = typing.get_origin(annotation)
-    if origin is typing.Literal:
-        return [str(a) for a in typing.get_args(annotation)]
-    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
-        return [str(m.value) for m in annotation]
-    if origin in (typing.Union, types.UnionType):
-        for arg in typing.get_args(annotation):
-            found = _choices(arg)
-            if found is not None:
-                return found
-    return None
-
-
-def _wrong_type(key: str, value: Any, annotation: Any) -> ConfigError:
-    choices = _choices(annotation)
-    if choices is not None:
-        return ConfigError.unknown(key, str(value), choices, "choice")
-    shown = getattr(annotation, "__name__", str(annotation))
-    return ConfigError(f"expected {shown}, got {type(value).__name__} {value!r}", key=key)
-
-
 def declared_metrics(classes: Iterable[type[PipelineProcess]]) -> tuple[str, ...] | None:
     """Every metric name the processes declare; None when one of them declares none (nothing can be refused)."""
     names: list[str] = []
@@ -233,11 +151,36 @@ def declared_metrics(classes: Iterable[type[PipelineProcess]]) -> tuple[str, ...
 
 
 class PipelineBuilder:
-    """Turns a composed config into ``(permanences, process_specs)``."""
+    """Turns a composed config into ``(permanences, process_specs)``.
+
+    Every ``ConfigError`` it raises names the key the user typed (``data.batch_size``,
+    ``seed``), not the path the engine reached it by (``permanences.data.seed``).
+    """
 
     def __init__(self, cfg: DictConfig) -> None:
         self.cfg = cfg
-        self._perm_checked: dict[str, tuple[Any, dict[str, Any]]] = {}
+        self._perm_checked: dict[str, Checked] = {}
+        self._raw: dict[str, Any] | None = None
+
+    def typed(self, key: str) -> str:
+        """The key the user types to change the value at ``key`` (:func:`tipi.core.check.typed_key`)."""
+        if self._raw is None:
+            try:
+                raw = OmegaConf.to_container(self.cfg, resolve=False)
+            except OmegaConfBaseException:  # not a plain tree: keys stay as the engine names them
+                raw = None
+            self._raw = {str(k): v for k, v in raw.items() if k != "hydra"} if isinstance(raw, dict) else {}
+        return typed_key(self._raw, key)
+
+    @contextlib.contextmanager
+    def _typed_keys(self) -> Iterator[None]:
+        """A ``ConfigError`` raised inside names the key the user typed (a target's own checks name the path)."""
+        try:
+            yield
+        except ConfigError as exc:
+            if exc.key:
+                exc.key = self.typed(exc.key)
+            raise
 
     def _section(self, name: str) -> dict[str, Any]:
         node = self.cfg.get(name)
@@ -262,24 +205,36 @@ class PipelineBuilder:
 
     def check(self) -> tuple[dict[str, Any], dict[str, tuple[type[PipelineProcess], dict[str, Any]]]]:
         """Check the whole config; return the permanence nodes and process classes with params."""
+        # The references as written, read before anything is built: instantiating a node with
+        # _recursive_: false resolves the nodes it refers to in place (Hydra's resolve of its copy).
+        self._raw = None
+        self.typed("")
+        with self._typed_keys():
+            return self._check()
+
+    def _check(self) -> tuple[dict[str, Any], dict[str, tuple[type[PipelineProcess], dict[str, Any]]]]:
         try:  # an interpolation to a missing key anywhere (run.name=${nope}), not only in the nodes below
             OmegaConf.to_container(self.cfg, resolve=True, throw_on_missing=False)
         except _UNRESOLVABLE as exc:
             error = config_error(exc, "")
             error.key = _holder(self.cfg, exc) or error.key
             raise error from exc
+        self._check_objective_mode()
         perm_nodes = {n: node for n, node in self._section("permanences").items() if node is not None}
         self._perm_checked = {name: self._check_permanence(name, node) for name, node in perm_nodes.items()}
-        perm_targets = {name: target for name, (target, _) in self._perm_checked.items()}
+        perm_targets = {name: checked.target for name, checked in self._perm_checked.items()}
         processes: dict[str, tuple[type[PipelineProcess], dict[str, Any]]] = {}
         for name, node in self._section("processes").items():
             if node is not None:
                 processes[name] = self._check_process(name, node, perm_targets)
         metrics = declared_metrics(cls for cls, _ in processes.values())
         for name, (cls, params) in processes.items():
-            cls.check_config(params, ConfigCheck(key=f"processes.{name}", metrics=metrics))
+            cls.check_config(params, self._context(f"processes.{name}", metrics))
         self._check_objective(metrics)
         return perm_nodes, processes
+
+    def _context(self, key: str, metrics: tuple[str, ...] | None = None) -> ConfigCheck:
+        return ConfigCheck(key=key, metrics=metrics, permanences=dict(self._perm_checked), typed=self.typed)
 
     def check_permanences(self) -> None:
         """Each permanence target's own ``check_config`` (after :meth:`check`).
@@ -289,10 +244,21 @@ class PipelineBuilder:
         without torch (a typo, a device that does not exist, a data folder's
         layout) is reported first, and fast.
         """
-        for name, (target, own) in self._perm_checked.items():
-            hook = getattr(target, "check_config", None)
-            if callable(hook):
-                hook(own, ConfigCheck(key=f"permanences.{name}"))
+        with self._typed_keys():
+            for name, checked in self._perm_checked.items():
+                hook = getattr(checked.target, "check_config", None)
+                if callable(hook):
+                    hook(checked.params, self._context(f"permanences.{name}"))
+
+    def _check_objective_mode(self) -> None:
+        """``run.objective_mode`` is one of :data:`OBJECTIVE_MODES` (a sweep and ``tipi-runs`` rank runs by it)."""
+        mode = OmegaConf.select(self.cfg, "run.objective_mode", default=None)
+        if mode is not None and mode not in OBJECTIVE_MODES:
+            error = ConfigError.unknown("run.objective_mode", str(mode), OBJECTIVE_MODES, "choice")
+            # WandB's and Optuna's spellings (maximize, minimize) are too long for a close match
+            spelt = next((m for m in OBJECTIVE_MODES if str(mode).lower().startswith(m)), None)
+            error.hint = error.hint or (f"Did you mean '{spelt}'?" if spelt else None)
+            raise error
 
     def _check_objective(self, metrics: tuple[str, ...] | None) -> None:
         """A misspelt ``run.objective`` is refused; one this pipeline simply does not log is only warned about.
@@ -313,7 +279,7 @@ class PipelineBuilder:
             objective,
         )
 
-    def _check_permanence(self, name: str, node: Any) -> tuple[Any, dict[str, Any]]:
+    def _check_permanence(self, name: str, node: Any) -> Checked:
         """Locate a permanence's target and bind its parameters; return it and its own parameters."""
         key = f"permanences.{name}"
         params = self._params(node, key)
@@ -321,8 +287,8 @@ class PipelineBuilder:
         if isinstance(target, type) and not issubclass(target, Permanence):
             raise ConfigError(f"'{params['_target_']}' is not a Permanence subclass", key=f"{key}._target_")
         own = {k: v for k, v in params.items() if k not in HYDRA_KEYS}
-        check_params(target, own, key)
-        return target, own
+        check_params(target, own, key, typed=self.typed)
+        return Checked(target, own)
 
     def _check_process(
         self, name: str, node: Any, perm_targets: Mapping[str, Any]
@@ -331,7 +297,7 @@ class PipelineBuilder:
         key = f"processes.{name}"
         params = self._params(node, key)
         cls = as_process_class(locate(params.pop("_target_"), f"{key}._target_"), f"{key}._target_")
-        check_params(cls, params, key, injected=("controller",))
+        check_params(cls, params, key, injected=("controller",), typed=self.typed)
         for needed, expected in dict(getattr(cls, "requires", {}) or {}).items():
             if needed not in perm_targets:
                 raise ConfigError(
@@ -359,17 +325,18 @@ class PipelineBuilder:
 
         perm_nodes, processes = self.check()
         permanences: dict[str, Permanence | None] = {}
-        for name, node in self._section("permanences").items():
-            if node is None:
-                permanences[name] = None
-                continue
-            try:
-                permanences[name] = instantiate(perm_nodes[name], _convert_="all")
-            except InstantiationException as exc:
-                cause = exc.__cause__ or exc
-                if isinstance(cause, ConfigError):
-                    raise cause from exc
-                raise ConfigError(f"cannot be constructed: {cause}", key=f"permanences.{name}") from exc
+        with self._typed_keys():
+            for name, node in self._section("permanences").items():
+                if node is None:
+                    permanences[name] = None
+                    continue
+                try:
+                    permanences[name] = instantiate(perm_nodes[name], _convert_="all")
+                except InstantiationException as exc:
+                    cause = exc.__cause__ or exc
+                    if isinstance(cause, ConfigError):
+                        raise cause from exc
+                    raise ConfigError(f"cannot be constructed: {cause}", key=f"permanences.{name}") from exc
         if check_permanences:
             self.check_permanences()
         specs = [ProcessSpec(cls, params, name=name) for name, (cls, params) in processes.items()]

@@ -2,23 +2,33 @@
 
 Each epoch's order comes from a generator seeded with ``(seed, epoch)``, so a
 run resumed mid-epoch sees exactly the batches an uninterrupted run would.
+
+Every value is checked when the permanence is constructed, by the builder,
+before anything runs, with the range that is valid (the ranges are in
+:mod:`tipi.permanences.data_checks`); so is a batch larger than
+the training set, where the set's size is known from the config (the shapes
+data) or the folder's listing: a warning (one short batch an epoch), or, with
+``drop_last``, a refusal (no batch at all).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from tipi.core.errors import DataError
 from tipi.core.permanence import Permanence
 from tipi.distributed import get_rank, get_world_size, shard
+from tipi.permanences.data_checks import check_data, check_folder_data, check_shapes_data, whole
 
 if TYPE_CHECKING:
     from torch.utils.data import DataLoader, Dataset
 
+log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
 
 
@@ -33,7 +43,19 @@ def _seed_worker(worker_id: int) -> None:
 
 
 class Data(Permanence):
-    """Base class: subclasses implement ``make_datasets()``; loaders come from here."""
+    """Base class: subclasses implement ``make_datasets()``; loaders come from here.
+
+    ``drop_last``: never train on a batch smaller than ``batch_size``, so a
+    training set smaller than one batch is refused. Without it such a set is
+    trained as one short batch an epoch, with a warning. (The short last batch
+    of a larger set is dropped either way, so every epoch and every rank has
+    the same number of steps.)
+    """
+
+    #: the parameters that set one sample's shape (:meth:`input_shape`), named when a model does not fit it
+    shape_keys: ClassVar[tuple[str, ...]] = ()
+    #: the targets are per-pixel masks of the images' size (a model must give per-pixel logits)
+    per_pixel_targets: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -45,20 +67,62 @@ class Data(Permanence):
         limit_train: int | None = None,
         limit_val: int | None = None,
         limit_test: int | None = None,
+        drop_last: bool = False,
     ) -> None:
-        if batch_size < 1:
-            raise DataError(f"must be at least 1, got {batch_size}", key="permanences.data.batch_size")
-        for split, limit in (("train", limit_train), ("val", limit_val), ("test", limit_test)):
-            if limit is not None and limit < 1:
-                raise DataError(f"must be at least 1 (or null for all), got {limit}", key=f"data.limit_{split}")
         # At most this many samples a split (the debug presets' quick path, whatever the data).
-        self.limits = {"train": limit_train, "val": limit_val, "test": limit_test}
+        limits = {"train": limit_train, "val": limit_val, "test": limit_test}
+        check_data(batch_size, eval_batch_size, num_workers, num_classes, seed, limits)
+        self.limits = limits
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers = num_workers
         self.num_classes = num_classes
         self.seed = seed
+        self.drop_last = drop_last
         self.datasets: dict[str, Dataset[Any]] = {}
+        self._batches_checked_for: tuple[int, int] | None = None  # (training samples, ranks) last checked
+        self._batches_warned = False
+
+    @classmethod
+    def input_shape(cls, params: Mapping[str, Any]) -> tuple[int, ...] | None:
+        """One sample's image shape ``(channels, height, width)`` under ``params``; None when only the data knows.
+
+        The network's probe pushes one batch of this shape through the model before anything is built.
+        """
+        return None
+
+    def check_batches(self, train_size: int) -> None:
+        """A batch larger than the training set: warn once (one short batch an epoch); with ``drop_last``, refuse.
+
+        Called when the set's size is known: from the config at construction (where a subclass can
+        tell it), and again when the datasets are built (with the number of ranks then known).
+        """
+        world = get_world_size()
+        if self._batches_checked_for == (train_size, world):
+            return
+        self._batches_checked_for = (train_size, world)
+        per_step = self.batch_size * world
+        if train_size >= per_step:
+            return
+        ranks = f" x {world} ranks" if world > 1 else ""
+        if self.drop_last:
+            raise DataError(
+                f"{self.batch_size}{ranks} is larger than the training set ({train_size} samples): with "
+                "data.drop_last=true no full batch is left to train on",
+                key="data.batch_size",
+                hint=f"Set data.batch_size to at most {train_size // world}, or data.drop_last=false to train "
+                f"the {train_size} samples as one batch an epoch.",
+            )
+        if not self._batches_warned:
+            self._batches_warned = True
+            log.warning(
+                "data.batch_size=%d%s is larger than the training set (%d samples): each epoch trains 1 batch "
+                "of %d samples (set data.drop_last=true to refuse this)",
+                self.batch_size,
+                ranks,
+                train_size,
+                train_size,
+            )
 
     @property
     def class_names(self) -> list[str]:
@@ -76,6 +140,7 @@ class Data(Permanence):
             for split in SPLITS:
                 if split not in self.datasets or len(self.datasets[split]) == 0:  # type: ignore[arg-type]  # map-style datasets have a length; torch's Dataset type does not say so
                     raise DataError(f"the '{split}' split is empty", key="permanences.data")
+            self.check_batches(len(self.datasets["train"]))  # type: ignore[arg-type]  # map-style datasets have a length; torch's Dataset type does not say so
         return {split: len(ds) for split, ds in self.datasets.items()}  # type: ignore[arg-type]  # map-style datasets have a length; torch's Dataset type does not say so
 
     def _limited(self, datasets: dict[str, Dataset[Any]]) -> dict[str, Dataset[Any]]:
@@ -89,7 +154,8 @@ class Data(Permanence):
         return out
 
     def steps_per_epoch(self) -> int:
-        """Training batches per epoch and rank (the last partial batch is dropped)."""
+        """Training batches per epoch and rank (the last partial batch is dropped; a set smaller than one
+        batch is one short batch, refused with ``drop_last`` by :meth:`check_batches`)."""
         self.prepare()
         return max(1, len(self.datasets["train"]) // (self.batch_size * get_world_size()))  # type: ignore[arg-type]  # map-style datasets have a length; torch's Dataset type does not say so
 
@@ -164,6 +230,8 @@ class _DataErrors:
 class ShapesData(Data):
     """The procedurally generated shapes segmentation data (``data=shapes``)."""
 
+    shape_keys = ("image_size",)
+
     # Every parameter is spelled out (no **kwargs), so the builder can check a
     # config against the signature before the run: data.batchsize=8 is refused.
     def __init__(
@@ -182,6 +250,7 @@ class ShapesData(Data):
         limit_train: int | None = None,
         limit_val: int | None = None,
         limit_test: int | None = None,
+        drop_last: bool = False,
     ) -> None:
         super().__init__(
             batch_size=batch_size,
@@ -192,16 +261,22 @@ class ShapesData(Data):
             limit_train=limit_train,
             limit_val=limit_val,
             limit_test=limit_test,
+            drop_last=drop_last,
         )
-        for key, value in (("num_train", num_train), ("num_val", num_val), ("num_test", num_test)):
-            if value < 1:
-                raise DataError(f"must be at least 1, got {value}", key=f"permanences.data.{key}")
-        # Samples are drawn one by one from the seed, so generating only the first `limit` is the same as a subset.
         sizes = {"train": num_train, "val": num_val, "test": num_test}
+        check_shapes_data(sizes, image_size, noise, max_shapes, num_classes)
+        # Samples are drawn one by one from the seed, so generating only the first `limit` is the same as a subset.
         self.sizes = {s: min(n, self.limits[s] or n) for s, n in sizes.items()}
         self.image_size = image_size
         self.noise = noise
         self.max_shapes = max_shapes
+        self.check_batches(self.sizes["train"])
+
+    @classmethod
+    def input_shape(cls, params: Mapping[str, Any]) -> tuple[int, ...] | None:
+        """RGB images of ``image_size`` squared."""
+        size = params.get("image_size", 64)
+        return (3, size, size) if whole(size) else None
 
     @property
     def class_names(self) -> list[str]:
@@ -229,6 +304,8 @@ class ShapesData(Data):
 class FolderData(Data):
     """Images and masks from a folder (``data=folder data.root=...``), split by fraction."""
 
+    shape_keys = ("image_size",)
+
     def __init__(
         self,
         root: str,
@@ -244,6 +321,7 @@ class FolderData(Data):
         limit_train: int | None = None,
         limit_val: int | None = None,
         limit_test: int | None = None,
+        drop_last: bool = False,
     ) -> None:
         super().__init__(
             batch_size=batch_size,
@@ -254,20 +332,11 @@ class FolderData(Data):
             limit_train=limit_train,
             limit_val=limit_val,
             limit_test=limit_test,
+            drop_last=drop_last,
         )
-        if mask_values is not None and len(mask_values) > num_classes:
-            raise DataError(
-                f"lists {len(mask_values)} values, one a class, but data.num_classes is {num_classes}",
-                key="data.mask_values",
-                hint=f"Set data.num_classes={len(mask_values)}.",
-            )
+        check_folder_data(image_size, mask_values, num_classes, val_fraction, test_fraction)
         self.mask_values = mask_values
         self.root = Path(str(root)).expanduser()
-        if not 0 <= val_fraction < 1 or not 0 <= test_fraction < 1 or val_fraction + test_fraction >= 1:
-            raise DataError(
-                "val_fraction and test_fraction must be in [0, 1) and sum to less than 1",
-                key="permanences.data.val_fraction",
-            )
         self.image_size = image_size
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
@@ -277,7 +346,25 @@ class FolderData(Data):
         from tipi.vision.folder import find_pairs
 
         with _as_data_error():
-            find_pairs(self.root)
+            pairs = find_pairs(self.root)
+        train, _, _ = self._split_sizes(len(pairs))
+        self.check_batches(min(train, self.limits["train"] or train))
+
+    @classmethod
+    def input_shape(cls, params: Mapping[str, Any]) -> tuple[int, ...] | None:
+        """RGB images of ``image_size`` squared; None with ``image_size: null`` (each image keeps its size)."""
+        size = params.get("image_size", 64)
+        return (3, size, size) if whole(size) else None
+
+    def _split_sizes(self, n: int) -> tuple[int, int, int]:
+        """``(train, val, test)`` sample counts of ``n`` images; a ``DataError`` when no image is left to train."""
+        n_val = max(1, round(n * self.val_fraction)) if self.val_fraction else 0
+        n_test = max(1, round(n * self.test_fraction)) if self.test_fraction else 0
+        if n - n_val - n_test < 1:
+            raise DataError(
+                f"{n} image(s) in '{self.root}' are too few to split into train/val/test", key="permanences.data.root"
+            )
+        return n - n_val - n_test, n_val, n_test
 
     def make_datasets(self) -> dict[str, Dataset[Any]]:
         """Read the folder once, check every mask's values, then split it with a seeded permutation."""
@@ -293,12 +380,7 @@ class FolderData(Data):
             folder.check_masks()  # a mask value that is no class stops the run here, not batches into training
         full: Any = _DataErrors(folder)  # map-style: all Subset and DataLoader need
         n = len(full)
-        n_val = max(1, round(n * self.val_fraction)) if self.val_fraction else 0
-        n_test = max(1, round(n * self.test_fraction)) if self.test_fraction else 0
-        if n - n_val - n_test < 1:
-            raise DataError(
-                f"{n} image(s) in '{self.root}' are too few to split into train/val/test", key="permanences.data.root"
-            )
+        _, n_val, n_test = self._split_sizes(n)
         order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed)).tolist()
         val, test, train = order[:n_val], order[n_val : n_val + n_test], order[n_val + n_test :]
         # With a fraction of 0 a split reuses the training images rather than being empty.

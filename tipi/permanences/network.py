@@ -6,9 +6,11 @@ scaler, epoch, step, best metric and every RNG state. ``initialize()`` loads
 it when the run directory has one, with ``weights_only=True``.
 
 Mistakes are reported before a run starts: model, optimizer and scheduler
-targets that do not import or do not take the configured parameters by the
-builder (``check_config``); a ``last.pt`` that is damaged or holds another
-model (found without torch) when the network joins its run (``attach``).
+targets that do not import, do not take the configured parameters or refuse
+their values, and a model that one batch of the data's shape does not pass
+through (the probe of :mod:`tipi.permanences.probe`), by the builder
+(``check_config``); a ``last.pt`` that is damaged or holds another model
+(found without torch) when the network joins its run (``attach``).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from tipi.permanences.checkpoint import (
     set_rng_states,
 )
 from tipi.permanences.device import Device
+from tipi.permanences.probe import Node, nodes, probe
 
 _NO_AUTOCAST = contextlib.nullcontext()
 
@@ -52,7 +55,7 @@ def _describe(model_cfg: dict[str, Any]) -> str:
     return f"{model_cfg.get('_target_')} {params}"
 
 
-def _check_target(node: dict[str, Any], key: str) -> None:
+def _check_target(node: Node) -> None:
     """Import a nested ``_target_`` and check its parameters, as the builder does for top-level nodes.
 
     A ``_partial_`` target gets its first parameter from tipi later (the
@@ -62,15 +65,15 @@ def _check_target(node: dict[str, Any], key: str) -> None:
 
     from tipi.core.builder import HYDRA_KEYS, check_params, locate
 
-    target = locate(node["_target_"], f"{key}._target_")
-    params = {k: v for k, v in node.items() if k not in HYDRA_KEYS}
+    target = locate(node.cfg["_target_"], node.typed(f"{node.path}._target_"))
+    params = {k: v for k, v in node.cfg.items() if k not in HYDRA_KEYS}
     injected: tuple[str, ...] = ()
-    if node.get("_partial_"):
+    if node.cfg.get("_partial_"):
         try:
             injected = tuple(inspect.signature(target).parameters)[:1]
         except (TypeError, ValueError):  # no signature to check against
             return
-    check_params(target, params, key, injected=injected)
+    check_params(target, params, node.path, injected=injected, typed=node.typed)
 
 
 class Network(Permanence):
@@ -118,11 +121,24 @@ class Network(Permanence):
 
     @classmethod
     def check_config(cls, params: Mapping[str, Any], check: ConfigCheck) -> None:
-        """Import the model, optimizer and scheduler targets and check their parameters (the builder's gate)."""
-        for key in ("model", "optimizer", "scheduler"):
-            node = params.get(key)
-            if isinstance(node, dict) and "_target_" in node:
-                _check_target(node, key)
+        """The builder's gate: ``checkpoint_dir`` stays inside the run directory; the model, optimizer and
+        scheduler import and take their parameters, their values are accepted, and one batch of the data's
+        shape passes through the model (:mod:`tipi.permanences.probe`).
+
+        All of it before any data or network is built and before the run directory holds anything.
+        """
+        folder = params.get("checkpoint_dir", "checkpoints")
+        inside = isinstance(folder, str) and bool(folder) and not Path(folder).is_absolute()
+        check.require(
+            inside and ".." not in Path(folder).parts,
+            "checkpoint_dir",
+            f"must be a folder name inside the run directory (like 'checkpoints'), got {folder!r}",
+        )
+        found = nodes(params, check)
+        for node in found.values():
+            if node is not None:
+                _check_target(node)
+        probe(found["model"], found["optimizer"], found["scheduler"], check)
 
     def attach(self, controller: PipelineController) -> None:
         """Join the run and check its ``last.pt`` (``check_resumable``) before any file of the run is written."""

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
+from tipi.core.check import ConfigCheck
 from tipi.core.process import PipelineProcess
 from tipi.distributed import is_main_process
 from tipi.permanences.data import Data
@@ -42,6 +44,12 @@ class ResultProcess(PipelineProcess):
     def __init__(self, controller: Any, force: bool = False, num_samples: int = 4) -> None:
         super().__init__(controller, force)
         self.num_samples = num_samples
+
+    @classmethod
+    def check_config(cls, params: Mapping[str, Any], check: ConfigCheck) -> None:
+        """``num_samples`` is at least 1 (before anything runs)."""
+        value = params.get("num_samples", 4)
+        check.require(value >= 1, "num_samples", f"must be at least 1 (images in the grid), got {value}")
 
     @property
     def outputs(self) -> list[Path]:

@@ -68,9 +68,16 @@ class TrainingProcess(PipelineProcess):
     @classmethod
     def check_config(cls, params: Mapping[str, Any], check: ConfigCheck) -> None:
         """Ranges, and ``monitor`` among the validation metrics training logs (before anything runs)."""
-        for name in ("epochs", "log_every_n_steps"):
-            value = params.get(name, 1)
-            check.require(value >= 1, name, f"must be at least 1, got {value}")
+        at_least = {
+            "epochs": (1, ""),
+            "log_every_n_steps": (1, ""),
+            "num_figure_samples": (1, ""),
+            "checkpoint_every_n_steps": (0, " (0: a checkpoint at the end of each epoch only)"),
+            "figures_every_n_epochs": (0, " (0: no figures during training)"),
+        }
+        for name, (low, meaning) in at_least.items():
+            value = params.get(name, low)
+            check.require(value >= low, name, f"must be at least {low}{meaning}, got {value}")
         patience = params.get("early_stopping_patience")
         check.require(
             patience is None or patience >= 1,

@@ -19,9 +19,12 @@ milliseconds, so ``data=folder`` reports a wrong folder before a run starts.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+log = logging.getLogger(__name__)
 
 
 class FolderDataError(ValueError):
@@ -180,12 +183,15 @@ class FolderDataset:
         self.pairs: list[tuple[Path, Path]] = find_pairs(self.root)
 
         # Read headers now, so a broken file stops the run before training starts.
+        mismatched: list[tuple[Path, tuple[int, int], tuple[int, int]]] = []
         for image_path, mask_path in self.pairs:
+            sizes = []
             for path in (image_path, mask_path):
                 try:
                     with Image.open(path) as picture:
                         picture.verify()
                         mode = picture.mode
+                        sizes.append(picture.size)
                 # Pillow signals a broken file with several exception types.
                 except Exception as error:
                     raise FolderDataError(
@@ -197,6 +203,48 @@ class FolderDataset:
                         f"mask '{path}' has mode {mode}; masks must be single-channel images of class indices",
                         hint="Save masks as 8-bit greyscale ('L') or palette ('P') PNGs whose values are the classes.",
                     )
+            if sizes[0] != sizes[1]:
+                mismatched.append((image_path, sizes[0], sizes[1]))
+        self._check_mask_sizes(mismatched)
+
+    def _check_mask_sizes(self, mismatched: list[tuple[Path, tuple[int, int], tuple[int, int]]]) -> None:
+        """Masks of another size than their image: refused, unless ``image_size`` resizes both to one size.
+
+        Resizing keeps a mask on its image only when both have the same aspect ratio: a mask
+        of another shape (turned, cropped) is refused whatever ``image_size`` says; one of
+        another scale is resized with its image, with a warning naming ``data.image_size`` and the first.
+        """
+        if not mismatched:
+            return
+
+        def turned(sizes: tuple[Path, tuple[int, int], tuple[int, int]]) -> bool:
+            _, (iw, ih), (mw, mh) = sizes
+            # another aspect ratio than its image's, beyond a pixel of rounding on a side
+            return abs(iw * mh - ih * mw) > max(iw, mw) + max(ih, mh)
+
+        shaped = [m for m in mismatched if turned(m)]
+        path, (iw, ih), (mw, mh) = (shaped or mismatched)[0]
+        first = f"image '{path.name}' is {iw}x{ih} but its mask is {mw}x{mh}"
+        count = f"{len(mismatched)} of {len(self.pairs)} mask(s) differ in size from their image"
+        if shaped:
+            raise FolderDataError(
+                f"{first}, another shape: resizing would move the mask off its image ({count}, {len(shaped)} in shape)",
+                hint="Give each mask its image's size and shape.",
+            )
+        if self.image_size is None:
+            raise FolderDataError(
+                f"{first} ({count})",
+                hint="Give each mask its image's size, or set data.image_size to resize both (masks by nearest "
+                "neighbour).",
+            )
+        log.warning(
+            "%s (first: %s); data.image_size=%d resizes both to %dx%d (masks by nearest neighbour)",
+            count,
+            first.replace("image ", "", 1),
+            self.image_size,
+            self.image_size,
+            self.image_size,
+        )
 
     def __len__(self) -> int:
         return len(self.pairs)
