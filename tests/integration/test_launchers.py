@@ -77,12 +77,13 @@ def test_the_basic_launcher_runs_on_after_a_failed_job_and_exits_non_zero(run_ti
     assert "multirun summary" in proc.stderr
 
 
-def test_a_job_that_fails_its_config_check_is_a_failed_row(run_tipi: RunTipi, tmp_path: Path) -> None:
+def test_jobs_that_fail_the_config_check_stop_the_multirun_before_any_job(run_tipi: RunTipi,
+                                                                          tmp_path: Path) -> None:
     proc = run_tipi("-m", *TINY, "+processes.train.epocs=1,2")
     assert proc.returncode != 0
-    _, rows = summary(tmp_path / "multirun")
-    assert [r["status"] for r in rows] == ["failed", "failed"]
-    assert all("processes.train.epocs" in r["error"] for r in rows), rows
+    assert "2 of 2 jobs would be refused; no job was started" in proc.stderr
+    assert "processes.train.epocs" in proc.stderr and "Traceback" not in proc.stderr
+    assert not list(tmp_path.rglob("run.json")) and not list(tmp_path.rglob("summary.csv")), "nothing ran"
 
 
 def test_launcher_configs_compose_with_their_own_and_hydras_keys(run_tipi: RunTipi) -> None:

@@ -13,12 +13,23 @@ import contextlib
 import shutil
 from pathlib import Path
 
+from tipi.core.rundir import made_by_this_process
+
 # What Hydra writes before the task runs, and the run directory's lock file.
 HYDRA_ONLY = frozenset({".hydra", "tipi.log", ".tipi.lock", "multirun.yaml"})
 
 
 def discard_if_untouched(path: Path) -> bool:
-    """Remove ``path`` if it holds nothing but Hydra's own files (then its parent too, if left empty)."""
+    """Remove ``path`` if this process claimed it and it holds nothing but Hydra's own files.
+
+    Only a directory tipi's claim created in this process (the default
+    ``outputs/<date>/<time>``, a fresh multirun directory) is ever removed, with
+    the parents that claim created, if they are left empty; a directory the
+    user named (``hydra.run.dir=...``) stays.
+    """
+    made = made_by_this_process(path)
+    if not made:
+        return False
     try:
         entries = list(path.iterdir())
     except OSError:
@@ -29,6 +40,7 @@ def discard_if_untouched(path: Path) -> bool:
     if hydra_dir.is_dir() and any(not p.name.endswith(".yaml") for p in hydra_dir.iterdir()):
         return False
     shutil.rmtree(path, ignore_errors=True)
-    with contextlib.suppress(OSError):  # outputs/<date>/ when this was its only run; else it stays
-        path.parent.rmdir()
+    for parent in made[1:]:  # outputs/<date>/ when the claim made it and this was its only run
+        with contextlib.suppress(OSError):
+            parent.rmdir()
     return not path.exists()

@@ -34,6 +34,7 @@ from tipi.core.record import RunStatus
 
 # One claim per name and process: Hydra resolves hydra.run.dir more than once.
 _claimed: dict[str, str] = {}
+_made: dict[str, list[Path]] = {}  # a claimed directory -> it and the parents its claim created
 _SLURM_IDS = (("slurm_array_job_id", "slurm_array_task_id"), ("slurm_job_id",))
 
 
@@ -58,6 +59,7 @@ def claim_fresh_dir(default: str) -> str:
     if default in _claimed:
         return _claimed[default]
     base = Path(default)
+    new_parents = [p for p in reversed(base.absolute().parents) if not p.exists()]
     try:
         base.parent.mkdir(parents=True, exist_ok=True)
     except OSError:
@@ -73,7 +75,14 @@ def claim_fresh_dir(default: str) -> str:
         except OSError:
             return default
         _claimed[default] = str(candidate)
+        _made[str(candidate.absolute())] = [candidate.absolute(), *reversed(new_parents)]
         return str(candidate)
+
+
+def made_by_this_process(path: Path) -> list[Path]:
+    """The directories this process created to claim ``path``: it first, then the parents it made (innermost
+    first); [] when ``path`` was not claimed here (a directory the user named, or another process's)."""
+    return list(_made.get(str(Path(path).absolute()), []))
 
 
 def read_record(run_dir: Path) -> dict[str, Any] | None:
