@@ -14,6 +14,11 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
+# The suite runs on every core at once (pytest -n 2): one torch thread per process (the pytest workers
+# and every tipi they start), so the workers share the cores instead of each spinning OpenMP threads on
+# all of them. A test that needs more sets its own.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 
 def tipi_env(**extra: str) -> dict[str, str]:
     """The environment a CLI test runs with: offline WandB, no colours, tests importable."""
