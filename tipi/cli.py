@@ -34,10 +34,11 @@ def run(cfg: DictConfig) -> float | None:
 
 
 def task(cfg: DictConfig) -> float | None:
-    """Hydra's task function: run one pipeline (or a sweep) and return its objective."""
+    """Hydra's task function: run one pipeline (or a sweep), return its objective; a single run shows its result."""
     try:
-        return run(cfg)
+        objective = run(cfg)
     except Interrupted as exc:
+        _show_run_end(cfg)
         print(f"tipi: {exc}; state checkpointed, cleanup done", file=sys.stderr)
         raise SystemExit(exc.exit_code) from None
     except Exception as exc:
@@ -51,7 +52,30 @@ def task(cfg: DictConfig) -> float | None:
             raise CompactHydraException(f"a job failed ({type(exc).__name__}); see the multirun summary") from exc
         if isinstance(exc, TipiError) and not cfg.get("resume"):
             _discard_refused_run_dir()
+        _show_run_end(cfg)  # a run refused before it began has no record: nothing is shown
         raise SystemExit(1) from None
+    _show_run_end(cfg)
+    return objective
+
+
+def _show_run_end(cfg: DictConfig) -> None:
+    """The result block of a single run (a multirun prints its table; a WandB sweep its runs; rank 0 only)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from tipi.distributed.env import detect
+
+    if cfg.get("sweep") is not None or not HydraConfig.initialized() or _hydra.is_multirun() or detect().rank != 0:
+        return
+    from omegaconf import OmegaConf
+
+    from tipi.runs.ending import show_run_end
+
+    show_run_end(
+        Path(HydraConfig.get().runtime.output_dir),
+        objective=OmegaConf.select(cfg, "run.objective", default=None),
+        monitor=OmegaConf.select(cfg, "processes.train.monitor", default=None),
+        mode=str(OmegaConf.select(cfg, "processes.train.monitor_mode", default="max") or "max"),
+    )
 
 
 def _discard_refused_run_dir() -> None:
