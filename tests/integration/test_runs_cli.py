@@ -158,6 +158,8 @@ def test_status_show_and_compare_of_a_local_sweep(run_tipi: RunTipi, tmp_path: P
     diff = {item["key"]: item["run"] for item in info["config_diff"]}
     assert diff["seed"] == 1 and diff["processes.misbehave.raise_on_seed"] == 2, "keys that differ from the defaults"
     assert "device" not in diff, "unchanged keys are not listed"
+    filled = [k for k in diff if k.endswith(".force") or k == "data.drop_last"]
+    assert not filled, f"parameters filled in at their signature's default are no difference: {filled}"
     assert [a["status"] for a in info["attempts"]] == ["succeeded"]
     compared = runs("compare", "multirun/s", cwd=tmp_path)
     assert compared.returncode == 0, compared.stderr

@@ -80,8 +80,29 @@ def config_diff(run_dir: Path, defaults: Mapping[str, Any] | None = None) -> lis
     base = flatten(defaults if defaults is not None else default_config())
     keys = sorted(set(mine) | set(base))
     return [
-        (k, base.get(k, MISSING), mine.get(k, MISSING)) for k in keys if base.get(k, MISSING) != mine.get(k, MISSING)
+        (k, base.get(k, MISSING), mine.get(k, MISSING))
+        for k in keys
+        if base.get(k, MISSING) != mine.get(k, MISSING) and not _filled_in_default(k, base, mine)
     ]
+
+
+def _filled_in_default(key: str, base: Mapping[str, Any], mine: Mapping[str, Any]) -> bool:
+    """A parameter the run's composition filled in from its target's signature, at the signature's default.
+
+    tipi's defaults are composed here without the params hook (``processes.load.force`` is absent there);
+    a default filled in is not a difference.
+    """
+    if key in base or "." not in key:
+        return False
+    node, _, name = key.rpartition(".")
+    target = mine.get(f"{node}._target_")
+    if not isinstance(target, str) or name.startswith("_"):
+        return False
+    from tipi.params import read_target
+
+    info = read_target(target, "process" if node.startswith("processes.") else "permanence")
+    param = info.get(name) if info is not None else None
+    return param is not None and not param.required and param.default == mine.get(key)
 
 
 def details(run_dir: Path) -> dict[str, Any]:
