@@ -78,3 +78,26 @@ def test_a_tab_in_a_users_config_file_is_one_message_with_file_line_and_column(r
     assert f"Error {conf / 'mine.yaml'}: does not parse at line 3, column 1: found character" in proc.stderr
     assert "YAML indents with spaces, never tabs." in proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.splitlines()) <= 4, proc.stderr
+
+
+def test_a_key_set_in_a_step_the_same_command_removes_says_so(run_tipi: RunTipi) -> None:
+    proc = run_tipi("~processes.train", "processes.train.epochs=3")
+    assert proc.returncode == 1
+    assert "Error processes.train: 'processes.train.epochs=3' sets a key in processes.train, which " \
+           "'~processes.train' in the same command removes" in proc.stderr
+    assert "+processes.train" not in proc.stderr, "no advice to add what the user removed"
+
+
+def test_an_unquoted_value_outside_ascii_is_told_to_be_quoted(run_tipi: RunTipi) -> None:
+    proc = run_tipi("run.name=épreuve_日本語")
+    assert proc.returncode == 1
+    assert "a value with characters outside ASCII must be quoted" in proc.stderr
+    assert '''"run.name='épreuve_日本語'"''' in proc.stderr and "LexerNoViableAlt" not in proc.stderr
+
+
+def test_without_the_test_step_the_warning_says_what_the_objective_will_be(run_tipi: RunTipi) -> None:
+    proc = run_tipi(*FAST, "~processes.test", "processes.train.epochs=1", check=True)
+    assert "run.objective 'test/mean_iou' is logged by no process of this pipeline: the run's objective will be " \
+           "the number processes.result returns, or none if it returns no number; set run.objective to a metric " \
+           "it logs (" in proc.stdout + proc.stderr
+    assert "val/mean_iou" in (proc.stdout + proc.stderr).split("set run.objective to a metric it logs (")[1]

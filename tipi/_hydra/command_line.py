@@ -20,7 +20,14 @@ def check_overrides(argv: list[str]) -> None:
         try:
             OverridesParser.create().parse_overrides([override])
         except OverrideParseException as exc:
-            key = override.split("=", 1)[0].lstrip("+~")
+            key, _, value = override.partition("=")
+            key = key.lstrip("+~")
+            if any(ord(c) > 127 for c in value) and not value.startswith(("'", '"')):
+                raise ConfigError(
+                    f"cannot parse the override '{override}': a value with characters outside ASCII must be quoted",
+                    key=key,
+                    hint=f"Quote the value, and the override for the shell: \"{key}='{value}'\"",
+                ) from None
             reason = exc.message.splitlines()[0]
             raise ConfigError(
                 f"cannot parse the override '{override}': {reason}",

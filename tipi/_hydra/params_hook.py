@@ -192,8 +192,24 @@ def _override_targets(overrides: Sequence[Override]) -> dict[str, str]:
     return targets
 
 
+def _check_removed(overrides: Sequence[Override]) -> None:
+    """``~processes.train processes.train.epochs=3``: a key set inside a node the same command removes."""
+    removed = {o.key_or_group: o.input_line for o in overrides if o.is_delete() and not o.is_sweep_override()}
+    for override in overrides:
+        if override.is_delete():
+            continue
+        node = next((r for r in removed if override.key_or_group.startswith(f"{r}.")), None)
+        if node is not None:
+            raise ConfigError(
+                f"'{override.input_line}' sets a key in {node}, which '{removed[node]}' in the same command removes",
+                key=node,
+                hint=f"Drop one of the two: keep {node} and set its key, or remove it with {removed[node]} alone.",
+            )
+
+
 def prepare(overrides: Sequence[Override], cfg: DictConfig) -> tuple[list[Override], list[DictConfig]]:
     """Fill signature defaults into ``cfg``; the overrides to apply and the nodes to open while they do."""
+    _check_removed(overrides)
     entries = list(target_nodes(cfg, _override_targets(overrides)))
     for entry in entries:
         _fill(entry)

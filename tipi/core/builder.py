@@ -273,10 +273,15 @@ class PipelineBuilder:
         split = str(objective).split("/", 1)[0] + "/"
         if did_you_mean(str(objective), [m for m in metrics if m.startswith(split)]) is not None:
             raise unknown_metric("run.objective", str(objective), metrics)
+        steps = [str(k) for k in (OmegaConf.select(self.cfg, "processes", default=None) or {})]
+        last = f"processes.{steps[-1]}" if steps else "the last process"
+        logged = [m for m in metrics if "*" not in m and m.count("/") == 1][:6]
         log.warning(
-            "run.objective '%s' is logged by no process of this pipeline; the run's objective is the "
-            "last process's result",
+            "run.objective '%s' is logged by no process of this pipeline: the run's objective will be the "
+            "number %s returns, or none if it returns no number; set run.objective to a metric it logs (%s)",
             objective,
+            last,
+            ", ".join(logged) or "none logged",
         )
 
     def _check_permanence(self, name: str, node: Any) -> Checked:
