@@ -114,7 +114,8 @@ def test_without_a_key_or_mode_wandb_says_offline_and_how_to_log_online(tmp_path
     wandb = rows(proc)["wandb"]
     assert proc.returncode == 1, "a run would log offline: --require wandb is not met"
     assert wandb["status"] == "warning"
-    assert wandb["detail"].startswith("no API key configured (WANDB_MODE unset): runs log offline")
+    assert wandb["detail"] == ("no API key configured (WANDB_MODE unset): runs log offline to <run dir>/wandb; "
+                               "`wandb sync` them later")
     assert "wandb login" in wandb["remedy"]
     assert "--require wandb is not met" in proc.stderr
 

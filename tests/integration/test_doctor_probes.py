@@ -51,7 +51,7 @@ def test_slurm_that_hangs_or_lacks_accounting_fails_in_time(tmp_path: Path, monk
     start = time.monotonic()
     rows = by_name(check_slurm(DoctorContext(Options(timeout=1))))
     assert time.monotonic() - start < 30
-    assert rows["slurm"].detail == "sinfo does not answer: no answer within the timeout (killed)"
+    assert rows["slurm"].detail == "installed, no controller answers (sinfo: no answer within 1 s)"
     assert rows["slurm accounting"].detail == (
         "sacct does not answer: exited 1: Slurm accounting storage is disabled")
     assert "sacct" in rows["slurm accounting"].remedy
@@ -79,3 +79,16 @@ def test_a_torchvision_that_cannot_load_beside_torch_is_named(tmp_path: Path, mo
     assert row.detail.startswith("torchvision 0.99.0 cannot load beside torch ")
     assert row.detail.endswith("RuntimeError: operator torchvision::nms does not exist")
     assert "torchvision built for this torch" in row.remedy
+
+
+def test_slurm_installed_without_a_controller_is_said_so_within_its_bound(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    down = "echo 'slurm_load_partitions: Unable to contact slurm controller (connect failure)' >&2; exit 1"
+    bin_dir = fake_commands(tmp_path / "bin", sinfo=down, sbatch="exit 0", sacct=f"exec {shutil.which('sleep')} 60")
+    monkeypatch.setenv("PATH", str(bin_dir))
+    start = time.monotonic()
+    rows = by_name(check_slurm(DoctorContext(Options(timeout=120))))  # the doctor's own timeout is long
+    assert time.monotonic() - start < 10, "each SLURM call is bounded (2 s), and they run at once"
+    assert rows["slurm"].detail == ("installed, no controller answers (sinfo: exited 1: slurm_load_partitions: "
+                                    "Unable to contact slurm controller (connect failure))")
+    assert rows["slurm accounting"].detail == "installed, no controller answers (sacct: no answer within 2 s)"

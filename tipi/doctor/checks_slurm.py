@@ -5,15 +5,21 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from tipi.core.errors import did_you_mean
 from tipi.doctor.context import DoctorContext
-from tipi.doctor.procs import run_command
+from tipi.doctor.procs import ChildResult, run_command
 from tipi.doctor.result import CheckResult, failed, ok, skipped
 
 COMMANDS = ("sinfo", "sbatch", "sacct")
+# Each SLURM command gets this long at most (or the doctor's --timeout, if shorter): a controller that
+# answers, answers in well under a second; one that is down would make sinfo wait its own ~10 s.
+CALL_S = 2.0
+# What sinfo/sacct say when SLURM is installed but its controller or database does not answer.
+_NO_CONTROLLER = ("Unable to contact slurm controller", "Connection refused", "Problem talking to the database")
 
 
 @dataclass
@@ -61,12 +67,25 @@ def _settings() -> str:
     return ", ".join(f"{k}={os.environ[k]}" for k in keys if os.environ.get(k)) or "no SBATCH_PARTITION/ACCOUNT set"
 
 
-def _cluster_row(ctx: DoctorContext) -> CheckResult:
-    outcome = run_command(["sinfo", "-h", "-o", "%P|%a|%D|%G"], ctx.options.timeout)
+def _timeout(ctx: DoctorContext) -> float:
+    return min(ctx.options.timeout, CALL_S)
+
+
+def _unanswered(command: str, outcome: ChildResult, limit: float) -> str:
+    """``installed, no controller answers (...)`` for a command that timed out or could not connect."""
+    error = outcome.error or ""
+    if outcome.timed_out:
+        return f"installed, no controller answers ({command}: no answer within {limit:g} s)"
+    if any(sign in error for sign in _NO_CONTROLLER):
+        return f"installed, no controller answers ({command}: {error})"
+    return f"{command} does not answer: {error}"
+
+
+def _cluster_row(ctx: DoctorContext, outcome: ChildResult) -> CheckResult:
     if outcome.error:
         return failed(
             "slurm",
-            f"sinfo does not answer: {outcome.error}",
+            _unanswered("sinfo", outcome, _timeout(ctx)),
             "is the controller up? try `scontrol ping`; ask the cluster admins",
             "slurm",
         )
@@ -85,13 +104,11 @@ def _cluster_row(ctx: DoctorContext) -> CheckResult:
     return ok("slurm", f"{_describe(parts)}; {_settings()}", "slurm")
 
 
-def _accounting_row(ctx: DoctorContext) -> CheckResult:
-    since = (datetime.now() - timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M:%S")
-    outcome = run_command(["sacct", "-n", "-X", "-o", "JobID", "-S", since], ctx.options.timeout)
+def _accounting_row(ctx: DoctorContext, outcome: ChildResult) -> CheckResult:
     if outcome.error:
         return failed(
             "slurm accounting",
-            f"sacct does not answer: {outcome.error}",
+            _unanswered("sacct", outcome, _timeout(ctx)),
             "a job that dies is noticed only through sacct: enable accounting (slurmdbd) or ask the cluster admins",
             "slurm",
         )
@@ -113,4 +130,8 @@ def check_slurm(ctx: DoctorContext) -> list[CheckResult]:
         ]
     if missing:
         return [failed("slurm", f"{', '.join(missing)} not on PATH", "load the slurm module or fix PATH", "slurm")]
-    return [_cluster_row(ctx), _accounting_row(ctx)]
+    since = (datetime.now() - timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M:%S")
+    calls = (["sinfo", "-h", "-o", "%P|%a|%D|%G"], ["sacct", "-n", "-X", "-o", "JobID", "-S", since])
+    with ThreadPoolExecutor(max_workers=len(calls)) as pool:  # both at once: at most CALL_S in all
+        sinfo, sacct = pool.map(lambda argv: run_command(argv, _timeout(ctx)), calls)
+    return [_cluster_row(ctx, sinfo), _accounting_row(ctx, sacct)]

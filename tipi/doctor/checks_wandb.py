@@ -90,7 +90,7 @@ def _online_row(mode: str | None, has_key: bool, target: str, blocked: str | Non
             )
         return warning(
             "wandb",
-            f"{detail}: runs log offline, {SYNC}",
+            f"{detail}: runs log offline to <run dir>/wandb; `wandb sync` them later",
             "run `wandb login` to log online, or set WANDB_MODE=offline to make offline the rule",
             "wandb",
         )
