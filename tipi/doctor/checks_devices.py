@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from tipi.doctor.context import DoctorContext
@@ -21,9 +22,21 @@ NO_GPU_VISIBLE = (
 def _cpu_row(info: dict[str, Any]) -> CheckResult:
     threads, usable, cores = info.get("threads"), info.get("affinity"), info.get("cpu_count")
     detail = f"{threads} torch threads; {usable} of {cores} cores usable by this process"
+    try:
+        load = os.getloadavg()[0]
+        detail += f"; load average {load:.1f}"
+    except (AttributeError, OSError):  # no load average here
+        load = None
     if isinstance(threads, int) and isinstance(usable, int) and threads > usable:
         return warning(
             "cpu", detail, f"torch runs more threads than it has cores: set OMP_NUM_THREADS={usable}", "devices"
+        )
+    if load is not None and isinstance(usable, int) and load > usable:
+        return warning(
+            "cpu",
+            detail + " (busy: other work on the cores)",
+            "fewer torch threads often train faster on a busy machine: OMP_NUM_THREADS=1 python -m tipi ...",
+            "devices",
         )
     return ok("cpu", detail, "devices")
 

@@ -8,6 +8,7 @@ lists the devices that do.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
@@ -15,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from tipi.core.errors import DeviceError
 from tipi.core.permanence import Permanence
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import torch
@@ -105,6 +108,33 @@ def check_exists(spec: str, key: str = "device") -> None:
         )
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity: a SLURM job's share, a taskset), else all."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
+def busy_machine_note(threads: int) -> str | None:
+    """One line when the machine is busy: the 1-minute load average above the cores this process may use.
+
+    tipi changes no thread count itself; the line names the figure and the setting that helps.
+    """
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # no load average here
+        return None
+    cores = usable_cores()
+    if load <= cores:
+        return None
+    return (
+        f"this machine is busy: load average {load:.1f} over the last minute on {cores} usable core(s), and torch "
+        f"runs {threads} thread(s) here; with other work on the cores, fewer threads often train faster "
+        f"(OMP_NUM_THREADS=1 python -m tipi ...)"
+    )
+
+
 class Device(Permanence):
     """Selects the run's device in ``initialize()``; ``device`` is a ``torch.device`` afterwards."""
 
@@ -122,8 +152,14 @@ class Device(Permanence):
         self.device: torch.device | None = None
 
     def initialize(self) -> None:
-        """Resolve the spec to a device that exists."""
+        """Resolve the spec to a device that exists; on the CPU, say so when the machine is busy."""
         self.device = resolve_device(self.spec)
+        if self.device.type == "cpu":
+            import torch
+
+            note = busy_machine_note(torch.get_num_threads())
+            if note:
+                log.warning("%s", note)
 
     @property
     def type(self) -> str:
