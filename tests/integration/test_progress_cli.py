@@ -122,7 +122,7 @@ def test_a_log_file_gets_plain_lines_without_ansi_a_bounded_number_and_the_runni
     assert "\x1b" not in text
     progress = [m.group(1) for m in map(PLAIN_LINE.match, text.splitlines()) if m]
     paths = set(progress)
-    assert {"overall", "overall/epoch", "overall/epoch/train-val", "cleanup"} <= paths
+    assert {"overall", "overall/epoch", "overall/epoch/batches", "cleanup"} <= paths
     # At most one line per bar every plain_interval_s, plus its "done" line: the count
     # follows the run time, never the number of batches.
     assert len(progress) <= len(paths) * (1 + math.ceil(elapsed / PLAIN_INTERVAL_S)), text
@@ -145,7 +145,7 @@ def test_a_terminal_gets_the_nested_live_bars(tmp_path: Path) -> None:
     assert "\x1b[" in raw  # a live display, not plain lines
     assert not any(PLAIN_LINE.match(line) for line in lines)
     # Nested bars: each level indented under the one above.
-    for pattern in (r"^overall\s", r"^  epoch\s", r"^    train-val\s"):
+    for pattern in (r"^overall\s", r"^  epoch\s", r"^    batches\s"):
         assert any(re.match(pattern, line) for line in lines), f"no {pattern!r} row in\n" + "\n".join(lines)
     # The epoch row shows the running training loss while it trains.
     assert any(re.match(r"^  epoch\s.*\sloss \d", line) for line in lines), "\n".join(lines)

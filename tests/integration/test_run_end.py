@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -73,3 +74,25 @@ def test_a_terminal_gets_the_result_after_the_bars(tmp_path: Path) -> None:
     after = lines[ends[-1]:]
     assert any(line.strip().startswith("objective: test/mean_iou = ") for line in after), after
     assert any(line.strip().startswith("inspect: tipi-runs show outputs/") for line in after), after
+
+
+def test_plain_progress_of_a_resumed_run_counts_epochs_as_its_log_does(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    env = tipi_env(OMP_NUM_THREADS="1")
+    first = subprocess.Popen([sys.executable, "-m", "tipi", *INTERRUPTIBLE, "hydra.run.dir=run"], cwd=tmp_path,
+                             env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    wait_until(first, lambda: train_lines(run) >= 2)
+    first.send_signal(signal.SIGTERM)
+    first.communicate(timeout=120)
+    resumed = subprocess.run([sys.executable, "-m", "tipi", "resume=run", "progress=plain",
+                              "progress.plain_interval_s=0"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                             timeout=240, stdin=subprocess.DEVNULL)
+    assert resumed.returncode == 0, resumed.stderr
+    text = resumed.stdout + resumed.stderr
+    [logged] = re.findall(r"resuming in epoch (\d+)/(\d+) at step \d+/\d+", text)
+    assert logged == ("1", "2"), text
+    bars = re.findall(r"overall/epoch/batches \d+/\d+ \d+% elapsed \S+(?: eta \S+)?(?: done)? epoch (\d+)/(\d+)", text)
+    assert bars and bars[0] == logged, text  # the first batch line names the epoch the log named
+    assert not re.search(r"\bdone done\b", text), text
+    assert not re.search(r"^overall \d+/\d+ \d+% elapsed \S+ eta", text, re.MULTILINE), "no ETA on the top bar"

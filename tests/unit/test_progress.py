@@ -235,7 +235,7 @@ def test_plain_mode_prints_one_line_per_bar_path_per_interval_with_the_postfix()
         "  overall/batch 3/3 100% elapsed 0:00:00 done",  # at 50.125 s, 60.125 s and 70.125 s
         "  overall/batch 3/3 100% elapsed 0:00:00 done",
         "  overall/batch 3/3 100% elapsed 0:00:00 done",
-        "overall 2/2 100% elapsed 0:01:15 eta 0:00:00 loss 0.5  val/mean_iou 0.457",
+        "overall 2/2 100% elapsed 0:01:15 loss 0.5  val/mean_iou 0.457",
         "overall 2/2 100% elapsed 0:01:15 done loss 0.5  val/mean_iou 0.457",
     ]
 

@@ -98,7 +98,9 @@ class TrainingProcess(PipelineProcess):
             state.update(finished=False)
         steps = self.data.steps_per_epoch()
         if self.network.resumed_from is not None:
-            log.info("resuming at epoch %d, step %d of %d", state["epoch"], state["epoch_step"], steps)
+            log.info(  # counted from 1, as the epoch bar counts
+                "resuming in epoch %d/%d at step %d/%d", state["epoch"] + 1, self.epochs, state["epoch_step"], steps
+            )
         with bar(self.controller, "epoch", total=self.epochs) as epochs_bar:
             epochs_bar.update(completed=state["epoch"])
             while state["epoch"] < self.epochs:
@@ -111,7 +113,12 @@ class TrainingProcess(PipelineProcess):
                 epochs_bar.advance()
                 if stop:
                     state["stopped_early"] = True
-                    log.info("early stopping after epoch %d: no improvement in %d epochs", epoch, self.patience)
+                    log.info(
+                        "early stopping after epoch %d/%d: no improvement in %d epochs",
+                        epoch + 1,
+                        self.epochs,
+                        self.patience,
+                    )
                     break
         state["finished"] = True
         return state["best_metric"]
@@ -128,7 +135,7 @@ class TrainingProcess(PipelineProcess):
         # tensor is the least a step can do; they are summed once every log_every_n_steps.
         losses: list[torch.Tensor] = []
         loader = self.data.loader("train", epoch=epoch, start_batch=state["epoch_step"])
-        with bar(controller, "train-val", total=steps) as train_bar:
+        with bar(controller, "batches", total=steps) as train_bar:
             train_bar.update(completed=state["epoch_step"], status=f"epoch {epoch + 1}/{self.epochs}")
             for images, masks in loader:
                 with controller.atomic():

@@ -2,7 +2,7 @@
 
 It starts a view in ``initialize()`` and stops it in ``cleanup()``; every bar
 of the run - the executor's ``overall`` and ``cleanup`` bars, a process's
-``epoch`` and ``train-val`` loops, the helpers' ``progress_bar`` - is a task of
+``epoch`` and ``batches`` loops, the helpers' ``progress_bar`` - is a task of
 that one display, opened with :meth:`ProgressManager.task`.
 
 Modes: ``rich`` (a live display, :mod:`.rich_view`), ``plain`` (rate-limited

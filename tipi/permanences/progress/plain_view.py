@@ -100,10 +100,12 @@ def plain_line(handle: ProgressTask, elapsed: float, *, done: bool) -> str:
     parts.append(f"elapsed {hms(elapsed)}")
     if done:
         parts.append("done")
-    elif handle.total and handle.completed > 0:
+    elif handle.total and handle.completed > 0 and handle.depth > 0:
+        # an ETA only where the steps are alike (an epoch's batches, the epochs): the top bar counts
+        # processes, and training is most of the run, so its ETA would be stale the moment training ends
         remaining = elapsed * (handle.total - handle.completed) / handle.completed
         parts.append(f"eta {hms(remaining)}")
-    if handle.status:
+    if handle.status and not (done and handle.status == "done"):  # one "done", not "done done"
         parts.append(handle.status)
     postfix = handle.postfix_text
     if postfix:
