@@ -224,3 +224,11 @@ def test_filters_that_match_nothing_say_how_many_runs_there_are(tmp_path: Path) 
     assert "3 run(s) under outputs, multirun; none matches the filters" in proc.stderr
     empty = runs("list", cwd=tmp_path / "outputs" / "r0" / ".hydra")
     assert "no runs under outputs, multirun" in empty.stderr
+
+
+def test_a_run_with_thousands_of_tags_is_one_short_row(tmp_path: Path) -> None:
+    fake_run(tmp_path / "outputs" / "r0", 0, objective=0.5, tags=tuple(f"tag{i}" for i in range(3000)))
+    proc = runs("list", cwd=tmp_path)  # COLUMNS=200 in the tests' environment
+    [_header, row] = proc.stdout.splitlines()
+    assert len(row) < 400 and "…" in row, len(row)
+    assert row.rstrip().endswith("outputs/r0"), "the run directory is never cut"

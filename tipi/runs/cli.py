@@ -11,6 +11,7 @@ import argparse
 import csv
 import json
 import os
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -171,11 +172,21 @@ def _cells(row: dict[str, Any]) -> dict[str, str]:
     }
 
 
+FREE_TEXT = ("name", "tags", "overrides")
+
+
+def _cut(text: str, width: int) -> str:
+    """``text`` in at most ``width`` characters, ending in "…" when cut (``tipi-runs show`` has it whole)."""
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def _print_runs(rows: list[dict[str, Any]], roots: list[Path]) -> None:
     if not rows:
         print(f"no runs under {', '.join(str(r) for r in roots)}", file=sys.stderr)
         return
-    cells = [_cells(row) for row in rows]
+    # Free-text cells (a run with 3000 tags) are cut to a third of the terminal: a row stays a row
+    cap = max(20, shutil.get_terminal_size((120, 24)).columns // 3)
+    cells = [{k: _cut(v, cap) if k in FREE_TEXT else v for k, v in _cells(row).items()} for row in rows]
     if not sys.stdout.isatty():  # plain, aligned text for pipes and files: no colour, no box, no folding
         widths = {c: max(len(c), *(len(cell[c]) for cell in cells)) for c in LIST_COLUMNS}
         for line in [dict(zip(LIST_COLUMNS, LIST_COLUMNS, strict=True)), *cells]:
