@@ -80,6 +80,14 @@ def test_offline_grid_sweep_runs_each_point_in_its_own_directory(run_tipi: RunTi
     sweep_record = read_json(directory / "run.json")
     assert sweep_record["status"] == "succeeded" and sweep_record["objective"] == pytest.approx(best)
     assert "sweep summary" in proc.stderr and "unet_small" in proc.stderr
+    # the runs browser lists the sweep's trials, not the sweep as one run, and compares them as a multirun's
+    listed = subprocess.run([sys.executable, "-m", "tipi.runs", "list", "--json"], cwd=tmp_path, env=tipi_env(),
+                            capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert sorted(Path(r["run_dir"]).name for r in json.loads(listed.stdout)) == ["0", "1", "2", "3"], listed.stdout
+    compared = subprocess.run([sys.executable, "-m", "tipi.runs", "compare", str(directory)], cwd=tmp_path,
+                              env=tipi_env(), capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert compared.returncode == 0, compared.stderr
+    assert (directory / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.mark.slow

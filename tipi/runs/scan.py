@@ -43,9 +43,24 @@ SWEEP_MARKERS = ("multirun.yaml", "manifest.json", "summary.csv")
 MANIFEST = "manifest.json"
 
 
+WANDB_SWEEP_SUMMARY = "sweep_summary.csv"  # tipi.wandb_sweeps.summary.SUMMARY_FILE
+
+
+def is_wandb_sweep_dir(path: Path) -> bool:
+    """A WandB sweep's directory: its own record beside numbered trial directories that hold theirs."""
+    if not (path / "run.json").is_file():
+        return False
+    if (path / WANDB_SWEEP_SUMMARY).is_file():
+        return True
+    try:
+        return any(p.name.isdigit() and (p / "run.json").is_file() for p in path.iterdir())
+    except OSError:
+        return False
+
+
 def is_sweep_dir(path: Path) -> bool:
-    """A multirun's directory: Hydra's ``multirun.yaml``, tipi's manifest or a summary is in it."""
-    return any((path / name).is_file() for name in SWEEP_MARKERS)
+    """A directory of jobs or trials: a multirun's (``multirun.yaml``, a manifest or a summary) or a WandB sweep's."""
+    return any((path / name).is_file() for name in SWEEP_MARKERS) or is_wandb_sweep_dir(path)
 
 
 def is_run_dir(path: Path) -> bool:
@@ -69,6 +84,9 @@ def _walk(path: Path) -> Iterator[Path]:
     names = {e.name for e in entries}
     subdirs = sorted(e.name for e in entries if e.name not in SKIP and _is_dir(e))
     if "run.json" in names:
+        if is_wandb_sweep_dir(path):  # a WandB sweep: its trials are the runs (its own record sums them up)
+            yield from (run for name in subdirs if name.isdigit() for run in _walk(path / name))
+            return
         yield path
         return
     nested = [run for name in subdirs for run in _walk(path / name)]
