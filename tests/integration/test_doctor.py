@@ -47,6 +47,9 @@ def test_every_check_runs_and_the_json_holds_each(full_run: subprocess.Completed
     by_name = rows(full_run)
     assert set(by_name) >= EVERY_ROW, full_run.stdout
     for name in ("versions", "torch", "cpu", "device=auto", "smoke cpu", "gloo", "output"):
+        if name == "cpu" and "(busy: other work on the cores)" in by_name[name]["detail"]:
+            assert by_name[name]["status"] == "warning"  # the suite's own workers load the machine
+            continue
         assert by_name[name]["status"] == "ok", by_name[name]
     smoke = by_name["smoke cpu"]["detail"]
     assert smoke.startswith("loss ") and smoke.endswith("checkpoint reloads on CPU"), smoke
@@ -88,7 +91,8 @@ def test_the_table_without_smoke_steps_imports_no_torch(tmp_path: Path) -> None:
     plain = proc.stdout.splitlines()
     assert any(line.split()[:2] == ["ok", "versions"] for line in plain), proc.stdout
     assert any(line.split()[:2] == ["skipped", "gloo"] and "--no-smoke" in line for line in plain)
-    assert any(line.split()[1:3] == ["ok,", "0"] for line in plain), "the summary line"
+    busy = any(line.split()[:2] == ["warning", "cpu"] and "busy" in line for line in plain)
+    assert any(line.split()[1:3] == ["ok,", "1" if busy else "0"] for line in plain), "the summary line"
 
 
 @pytest.mark.slurm
