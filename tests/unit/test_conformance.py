@@ -52,13 +52,6 @@ def test_every_built_in_process_keeps_the_contract(cfg: Any, tmp_path: Path) -> 
         check_process(build, specs[name], tmp_path)
 
 
-class ForgetsToCleanUp(RecordingPermanence):
-    """A permanence whose cleanup is never reached: it raises in checkpoint and hides the process's error."""
-
-    def checkpoint(self) -> None:
-        raise KeyboardInterrupt  # not an Exception: a contract breach the kit must name
-
-
 def test_the_kit_names_a_broken_contract(tmp_path: Path) -> None:
     class StateNotJson(RecordingPermanence):
         def get_state(self) -> dict[str, Any]:

@@ -214,12 +214,12 @@ class PipelineRunner:
         summary = getattr(logger, "summary", None)
         return dict(summary) if summary else {}
 
-    def _objective(self, controller: PipelineController, metrics: dict[str, Any] | None = None) -> float | None:
-        """``run.objective``'s value in ``metrics`` (default: this attempt's), else the last process's result."""
+    def _objective(self, controller: PipelineController, metrics: dict[str, Any]) -> float | None:
+        """``run.objective``'s value in the run's ``metrics``, else the last process's result."""
         key = OmegaConf.select(self.cfg, "run.objective")
         value: Any = None
         if key:
-            value = (metrics if metrics is not None else self._summary(controller)).get(key)
+            value = metrics.get(key)
         if value is None and controller.results:
             value = list(controller.results.values())[-1]
         return _finite(value)
