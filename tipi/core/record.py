@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tipi.atomic import atomic_write_text
+from tipi.core.slot import current_slot
 
 __all__ = ["RunRecord", "RunStatus", "atomic_write_text"]
 
@@ -166,6 +167,9 @@ class RunRecord:
         }
         if slurm:
             attempt["slurm"] = slurm
+        slot = current_slot()  # launcher=pool: the GPU or the share of the cores this attempt ran on
+        if slot:
+            attempt["slot"] = slot
         if attempt_overrides:
             attempt["overrides"] = attempt_overrides
         self.data.setdefault("attempts", []).append(attempt)
@@ -184,6 +188,8 @@ class RunRecord:
             self.data["overrides"] = overrides
         if slurm:
             self.data["slurm"] = slurm
+        if slot:
+            self.data["slot"] = slot
         git = _git_state()
         if git:
             self.data["git"] = git

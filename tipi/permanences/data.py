@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from tipi.core.errors import DataError
 from tipi.core.permanence import Permanence
+from tipi.core.slot import slot_threads
 from tipi.distributed import get_rank, get_world_size, shard
 from tipi.permanences.data_checks import check_data, check_folder_data, check_shapes_data, whole
 
@@ -159,6 +160,16 @@ class Data(Permanence):
         self.prepare()
         return max(1, len(self.datasets["train"]) // (self.batch_size * get_world_size()))  # type: ignore[arg-type]  # map-style datasets have a length; torch's Dataset type does not say so
 
+    def _loader_workers(self) -> int:
+        """``num_workers``, within the cores of a pool slot (its torch threads plus these workers)."""
+        threads = slot_threads()
+        if threads is None or self.num_workers < threads:
+            return self.num_workers
+        if not getattr(self, "_capped_noted", False):
+            self._capped_noted = True
+            log.info("data.num_workers %d -> %d: this pool job's slot has %d core(s)", self.num_workers, threads - 1, threads)
+        return threads - 1
+
     def _pin_memory(self) -> bool:
         device = self.controller.permanences.get("device") if "_tipi_controller" in self.__dict__ else None
         return getattr(device, "type", "cpu") == "cuda"
@@ -173,10 +184,11 @@ class Data(Permanence):
 
         self.prepare()
         dataset = self.datasets[split]
+        workers = self._loader_workers()
         common: dict[str, Any] = {
-            "num_workers": self.num_workers,
+            "num_workers": workers,
             "pin_memory": self._pin_memory(),
-            "worker_init_fn": _seed_worker if self.num_workers else None,
+            "worker_init_fn": _seed_worker if workers else None,
         }
         if split != "train":
             if get_world_size() > 1:  # this rank's share: every world-th sample, none padded, none twice
