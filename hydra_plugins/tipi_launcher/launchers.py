@@ -1,7 +1,8 @@
 """tipi's launchers, declared where Hydra instantiates launchers from (the ``hydra_plugins`` namespace).
 
 ``launcher=local`` is :class:`InProcessLauncher`, ``launcher=submitit_local``
-:class:`SubmititLocalLauncher`, ``launcher=slurm`` :class:`SlurmLauncher`. The
+:class:`SubmititLocalLauncher`, ``launcher=pool`` :class:`PoolLauncher`,
+``launcher=slurm`` :class:`SlurmLauncher`. The
 behaviour lives in :mod:`tipi._hydra.launchers`.
 """
 
@@ -11,6 +12,7 @@ from typing import Any
 from hydra_plugins.hydra_submitit_launcher import submitit_launcher as _hsl
 
 from tipi._hydra.launchers.in_process import InProcess as _InProcess
+from tipi._hydra.launchers.pool import Pool as _Pool
 from tipi._hydra.launchers.submitit import TolerantGather as _TolerantGather
 
 
@@ -20,6 +22,10 @@ class SlurmLauncher(_TolerantGather, _hsl.SlurmLauncher):
 
 class SubmititLocalLauncher(_TolerantGather, _hsl.LocalLauncher):
     """``launcher=submitit_local``: each job a local process started by submitit; a lost job is a failed row."""
+
+
+class PoolLauncher(_Pool, _hsl.LocalLauncher):
+    """``launcher=pool``: jobs as local processes, ``workers`` at a time, each on a GPU or a share of the cores."""
 
 
 class InProcessLauncher(_InProcess):

@@ -2,6 +2,8 @@
 
 - ``launcher=local``: :class:`~tipi._hydra.launchers.in_process.InProcess`, Hydra's basic
   launcher (every job in this process, one after another), each job composed once.
+- ``launcher=pool``: :class:`~tipi._hydra.launchers.pool.Pool`, submitit's local executor with
+  ``workers`` jobs at a time, each on a slot (a GPU, a share of the cores) it claims machine-wide.
 - ``launcher=submitit_local`` / ``launcher=slurm``: :class:`~tipi._hydra.launchers.submitit.TolerantGather`,
   hydra-submitit-launcher whose multirun survives a job that dies.
 
@@ -15,7 +17,14 @@ from __future__ import annotations
 import importlib
 
 LAUNCHERS_MODULE = "hydra_plugins.tipi_launcher.launchers"
-LAUNCHERS = ("InProcessLauncher", "SubmititLocalLauncher", "SlurmLauncher", "BasicLauncher", "LocalLauncher")
+LAUNCHERS = (
+    "InProcessLauncher",
+    "SubmititLocalLauncher",
+    "PoolLauncher",
+    "SlurmLauncher",
+    "BasicLauncher",
+    "LocalLauncher",
+)
 
 
 def register_launchers() -> None:

@@ -105,10 +105,31 @@ class TolerantGather(hsl.BaseSubmititLauncher):
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         """Submit one job per override list; wait for all; a lost job is a failed ``JobReturn``."""
+        executor, job_params = self._prepare(job_overrides, initial_job_idx)
+        jobs = self._submit(lambda: executor.map_array(self, *zip(*job_params, strict=True)))
+        run_dirs = [self._run_dir(list(overrides), idx) for idx, overrides in enumerate(job_overrides, initial_job_idx)]
+        wait = launcher_wait(self.config)
+        write_manifest(self.config, self._EXECUTOR, self.params, wait, jobs, job_overrides, run_dirs, initial_job_idx)
+        if not wait:
+            return detach(jobs, job_overrides, run_dirs, self.sweep_dir)
+        return [
+            self._gather(job, list(overrides), idx)
+            for idx, (job, overrides) in enumerate(zip(jobs, job_overrides, strict=True), start=initial_job_idx)
+        ]
+
+    @property
+    def sweep_dir(self) -> Path:
+        """The multirun's directory (``hydra.sweep.dir``)."""
+        assert self.config is not None
+        return Path(str(self.config.hydra.sweep.dir))
+
+    def _prepare(
+        self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
+    ) -> tuple[Any, list[tuple[Any, ...]]]:
+        """Check every job (tipi's gate), make the sweep directory; the executor and each job's arguments."""
         import submitit
         from hydra.core.singleton import Singleton
         from hydra.core.utils import filter_overrides
-        from omegaconf import OmegaConf
 
         assert self.config is not None and len(job_overrides) > 0
         if not launcher_wait(self.config):
@@ -129,34 +150,28 @@ class TolerantGather(hsl.BaseSubmititLauncher):
                 if k not in init_keys
             }
         )
-        sweep_dir = Path(str(self.config.hydra.sweep.dir))
-        log.info("Submitit '%s' sweep output dir : %s", self._EXECUTOR, sweep_dir)
-        sweep_dir.mkdir(parents=True, exist_ok=True)
+        log.info("Submitit '%s' sweep output dir : %s", self._EXECUTOR, self.sweep_dir)
+        self.sweep_dir.mkdir(parents=True, exist_ok=True)
         if "mode" in self.config.hydra.sweep:
-            sweep_dir.chmod(int(str(self.config.hydra.sweep.mode), 8))
+            self.sweep_dir.chmod(int(str(self.config.hydra.sweep.mode), 8))
         job_params: list[tuple[Any, ...]] = []
         state = Singleton.get_state()  # a deep copy; the same for every job of the batch, so taken once
         for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
             log.info("\t#%d : %s", idx, " ".join(filter_overrides(overrides)))
             job_params.append((list(overrides), "hydra.sweep.dir", idx, f"job_id_for_{idx}", state))
+        return executor, job_params
+
+    def _submit(self, submit: Any) -> Any:
+        """``submit()`` with each job given Hydra's own loader (the checked configs stay here, unpickled)."""
         checked = self.hydra_context.config_loader if self.hydra_context is not None else None
-        if isinstance(checked, CheckedConfigs):  # each job gets Hydra's own loader, without the checked configs
+        if isinstance(checked, CheckedConfigs):
             checked.kept.clear()
             self.hydra_context.config_loader = checked.loader
         try:
-            jobs = executor.map_array(self, *zip(*job_params, strict=True))
+            return submit()
         finally:
             if isinstance(checked, CheckedConfigs):
                 self.hydra_context.config_loader = checked
-        run_dirs = [self._run_dir(list(overrides), idx) for idx, overrides in enumerate(job_overrides, initial_job_idx)]
-        wait = launcher_wait(self.config)
-        write_manifest(self.config, self._EXECUTOR, self.params, wait, jobs, job_overrides, run_dirs, initial_job_idx)
-        if not wait:
-            return detach(jobs, job_overrides, run_dirs, sweep_dir)
-        return [
-            self._gather(job, list(overrides), idx)
-            for idx, (job, overrides) in enumerate(zip(jobs, job_overrides, strict=True), start=initial_job_idx)
-        ]
 
     def _run_dir(self, overrides: list[str], idx: int) -> Path | None:
         """The job's run directory, without composing its config where the sweep's subdir is tipi's or resubmit's."""
