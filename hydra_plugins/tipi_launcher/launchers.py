@@ -1,9 +1,9 @@
 """tipi's launchers, declared where Hydra instantiates launchers from (the ``hydra_plugins`` namespace).
 
-``launcher=local`` is :class:`InProcessLauncher`, ``launcher=submitit_local``
-:class:`SubmititLocalLauncher`, ``launcher=pool`` :class:`PoolLauncher`,
-``launcher=slurm`` :class:`SlurmLauncher`. The
-behaviour lives in :mod:`tipi._hydra.launchers`.
+``launcher=auto`` (the default) is :class:`AutoLauncher`, ``launcher=local``
+:class:`InProcessLauncher`, ``launcher=pool`` :class:`PoolLauncher`,
+``launcher=submitit_local`` :class:`SubmititLocalLauncher`, ``launcher=slurm``
+:class:`SlurmLauncher`. The behaviour lives in :mod:`tipi._hydra.launchers`.
 """
 
 import warnings
@@ -11,6 +11,7 @@ from typing import Any
 
 from hydra_plugins.hydra_submitit_launcher import submitit_launcher as _hsl
 
+from tipi._hydra.launchers.auto import Auto as _Auto
 from tipi._hydra.launchers.in_process import InProcess as _InProcess
 from tipi._hydra.launchers.pool import Pool as _Pool
 from tipi._hydra.launchers.submitit import TolerantGather as _TolerantGather
@@ -26,6 +27,10 @@ class SubmititLocalLauncher(_TolerantGather, _hsl.LocalLauncher):
 
 class PoolLauncher(_Pool, _hsl.LocalLauncher):
     """``launcher=pool``: jobs as local processes, ``workers`` at a time, each on a GPU or a share of the cores."""
+
+
+class AutoLauncher(_Auto):
+    """``launcher=auto`` (the default): ``launcher=pool`` where GPUs are visible, else ``launcher=local``."""
 
 
 class InProcessLauncher(_InProcess):

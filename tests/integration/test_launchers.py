@@ -48,7 +48,7 @@ def test_local_and_submitit_local_give_the_same_summary(run_tipi: RunTipi, tmp_p
                                       r["overrides"].replace(f"launcher={launcher}", "")) for r in rows])
     assert shapes["local"] == shapes["submitit_local"]
     header, rows = shapes["local"]
-    assert header == ["job", "overrides", "status", "objective", "duration_s", "attempts", "error", "run_dir"]
+    assert header == ["job", "overrides", "status", "objective", "duration_s", "attempts", "error", "note", "run_dir"]
     assert [r[:2] for r in rows] == [("0", "succeeded"), ("1", "succeeded")]
 
 

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
+from torch import nn
 
 from tests.conftest import RunTipi, read_json, tipi_env
 
@@ -83,7 +85,8 @@ def app(tmp_path: Path) -> Path:
     return root
 
 
-def start_app(app: Path, cwd: Path, *overrides: str, gpus: str = "4", slots: Path | None = None) -> subprocess.Popen[str]:
+def start_app(app: Path, cwd: Path, *overrides: str, gpus: str = "4",
+              slots: Path | None = None) -> subprocess.Popen[str]:
     cwd.mkdir(parents=True, exist_ok=True)
     env = tipi_env(TIPI_FAKE_GPUS=gpus, TIPI_SLOTS_DIR=str(slots or cwd / "slots"))
     env.pop("CUDA_VISIBLE_DEVICES", None)
@@ -150,14 +153,6 @@ def test_a_killed_job_frees_its_slot_and_the_rest_finish(app: Path, tmp_path: Pa
     assert proc.returncode != 0 and "JobLost" in out  # the killed jobs are failed rows, not a hung sweep
 
 
-def test_a_job_out_of_memory_beside_others_is_retried_alone(app: Path, tmp_path: Path) -> None:
-    out = finish(start_app(app, tmp_path / "run", "+seed=1,2", "oom=true", "sleep=0.2", "launcher.per_device=2",
-                           gpus="1"))
-    records = jobs(tmp_path / "run")
-    assert len(records) == 2 and all(len(r["slot"]["slots"]) == 8 for r in records), out
-    assert "ran out of GPU memory; retrying each once, alone on a GPU" in out
-
-
 # --- the CPU pool, with tipi itself -------------------------------------------------------------------------
 
 TINY = ("debug=fast", "model=unet_small", "progress=none", "device=cpu", "data.limit_train=16", "data.limit_val=8",
@@ -177,6 +172,37 @@ def test_a_cpu_pool_splits_the_cores_between_its_jobs(run_tipi: RunTipi, tmp_pat
         assert record["slot"]["kind"] == "cpu" and record["slot"]["threads"] == max(1, cores // 2)
         assert record["slot"]["slots"][0] in ("cpu.0", "cpu.1")
     assert (sweep / "summary.csv").exists() and (sweep / "manifest.json").exists()
+
+
+class OomUnlessAlone(nn.Module):
+    """A small segmentation net that runs out of (fake) GPU memory unless its job has a GPU to itself."""
+
+    def __init__(self, in_channels: int = 3, num_classes: int = 4, base_channels: int = 8, depth: int = 2) -> None:
+        super().__init__()
+        del depth
+        self.body = nn.Conv2d(in_channels, num_classes, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        slot = json.loads(os.environ.get("TIPI_SLOT", "null"))
+        if slot and len(slot["slots"]) == 1 and x.device.type != "meta":
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return self.body(x)
+
+
+def test_a_job_out_of_memory_beside_others_is_retried_alone(run_tipi: RunTipi, tmp_path: Path) -> None:
+    env = tipi_env(TIPI_SLOTS_DIR=str(tmp_path / "slots"), TIPI_FAKE_GPUS="1")
+    proc = run_tipi("-m", *TINY[:3], *TINY[4:], "device=auto", f"model._target_={__name__}.OomUnlessAlone", "seed=1,2",
+                    "launcher=pool", "launcher.per_device=2", env=env)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert "ran out of GPU memory; retrying each once, alone on a GPU" in out
+    [sweep] = list((tmp_path / "multirun").glob("*/*"))
+    for num in (0, 1):
+        record = read_json(sweep / str(num) / "run.json")
+        assert record["status"] == "succeeded" and len(record["attempts"]) == 2
+        assert "OutOfMemoryError" in record["attempts"][0]["reason"] and len(record["slot"]["slots"]) == 8
+        assert record["retried_alone"]
+    assert "retried alone" in out  # the summary says so
 
 
 def test_ctrl_c_stops_every_job_at_a_step_boundary_resumable(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from tipi._hydra.launchers.checked_configs import CheckedConfigs
 from tipi.core.config import register_resolvers
 
 HYDRA_BASIC = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
+LOCAL = ("launcher=local",)  # on the command line, as a user picks it (the default, auto, may pick the pool)
 
 
 class CountingLoader:
@@ -47,7 +48,7 @@ def sweep(tmp_path: Path, *overrides: str, args: tuple[str, ...] = ("seed=1,2,3"
     register_resolvers()  # as tipi's CLI does
     with initialize_config_module("tipi.conf", version_base="1.3"):
         hydra_overrides = [f"hydra.sweep.dir={tmp_path}", "hydra.callbacks={}", *overrides]
-        master = compose("config", overrides=hydra_overrides, return_hydra_config=True)
+        master = compose("config", overrides=[*hydra_overrides, *LOCAL], return_hydra_config=True)
         with_hydra = DictConfig(master)
         with_hydra.hydra.overrides.hydra = hydra_overrides
         loader = CountingLoader(GlobalHydra.instance().config_loader())
@@ -55,7 +56,7 @@ def sweep(tmp_path: Path, *overrides: str, args: tuple[str, ...] = ("seed=1,2,3"
             config=with_hydra, hydra_context=HydraContext(config_loader=loader, callbacks=Callbacks()),  # type: ignore[arg-type]
             task_function=lambda cfg: seen.append(cfg.seed))
         assert type(sweeper).__name__ == "BasicSweeper"
-        sweeper.sweep(arguments=list(args))
+        sweeper.sweep(arguments=[*LOCAL, *args])
     return loader, seen
 
 
@@ -97,11 +98,11 @@ def test_every_job_gets_the_config_hydras_own_launcher_composes(tmp_path: Path) 
 def test_a_value_sweep_composes_twice_in_all(tmp_path: Path) -> None:
     loader, seen = sweep(tmp_path, args=("seed=range(1,7)",))
     assert seen == [1, 2, 3, 4, 5, 6]
-    assert loader.composed == [("seed=1",), ()], "the first job, then the base of the other five"
+    assert loader.composed == [(*LOCAL, "seed=1"), LOCAL], "the first job, then the base of the other five"
     for job, seed in enumerate(range(1, 7)):
         config, overrides, hydra_cfg = stored(tmp_path / str(job))
-        assert (config["seed"], overrides, hydra_cfg["job"]["override_dirname"]) == (seed, [f"seed={seed}"],
-                                                                                    f"seed={seed}")
+        assert (config["seed"], overrides, hydra_cfg["job"]["override_dirname"]) == (
+            seed, [*LOCAL, f"seed={seed}"], f"launcher=local,seed={seed}")
 
 
 def test_hydras_launcher_composes_each_job_twice(tmp_path: Path) -> None:
@@ -123,7 +124,7 @@ def test_a_base_that_does_not_reproduce_hydras_config_is_not_used(tmp_path: Path
     monkeypatch.setattr(CheckedConfigs, "_apply", staticmethod(off_by_one))
     loader, seen = sweep(tmp_path, args=("seed=range(1,5)",))
     assert seen == [1, 2, 3, 4]
-    assert loader.composed == [("seed=1",), (), ("seed=2",), ("seed=3",), ("seed=4",)], (
+    assert loader.composed == [(*LOCAL, f"seed={n}") if n else LOCAL for n in (1, 0, 2, 3, 4)], (
         "the base fails its check against job 1, so every later job is composed by Hydra")
 
 

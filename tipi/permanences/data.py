@@ -167,7 +167,8 @@ class Data(Permanence):
             return self.num_workers
         if not getattr(self, "_capped_noted", False):
             self._capped_noted = True
-            log.info("data.num_workers %d -> %d: this pool job's slot has %d core(s)", self.num_workers, threads - 1, threads)
+            note = "data.num_workers %d -> %d: this pool job's slot has %d core(s)"
+            log.info(note, self.num_workers, threads - 1, threads)
         return threads - 1
 
     def _pin_memory(self) -> bool:

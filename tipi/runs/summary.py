@@ -20,7 +20,7 @@ import yaml
 
 from tipi.core.record import RunStatus, atomic_write_text
 
-COLUMNS = ("job", "overrides", "status", "objective", "duration_s", "attempts", "error", "run_dir")
+COLUMNS = ("job", "overrides", "status", "objective", "duration_s", "attempts", "error", "note", "run_dir")
 SUMMARY_FILE = "summary.csv"
 YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser: 20x OmegaConf's
 # statuses a table shows in green / yellow; every other one is red
@@ -121,6 +121,7 @@ def job_row(num: int, job_dir: Path, record: Mapping[str, Any] | None, status: s
         "duration_s": duration(record),
         "attempts": len(record.get("attempts") or []),
         "error": first_line(record.get("error")),
+        "note": first_line(record.get("retried_alone")),  # launcher=pool: ran out of GPU memory beside others
         "run_dir": str(job_dir),
     }
 
@@ -234,6 +235,7 @@ def print_summary(
     columns = ["job", "overrides", "status", "objective", "duration_s"]
     columns += ["attempts"] * any(row["attempts"] > 1 for row in rows)
     columns += ["error"] * any(row["error"] for row in rows)
+    columns += ["note"] * any(row.get("note") for row in rows)
     columns += ["run_dir"]
     cells = [
         {
@@ -244,6 +246,7 @@ def print_summary(
             "duration_s": number(row["duration_s"], ".1f"),
             "attempts": str(row["attempts"]),
             "error": escape(row["error"]),
+            "note": escape(row.get("note") or ""),
             "run_dir": escape(relative(row["run_dir"], sweep_dir)),
         }
         for row, overrides in zip(rows, split, strict=True)

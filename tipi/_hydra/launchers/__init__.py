@@ -1,5 +1,7 @@
 """tipi's Hydra launchers: what starts the jobs of a multirun.
 
+- ``launcher=auto`` (the default): :class:`~tipi._hydra.launchers.auto.Auto`, the pool where GPUs
+  are visible, else ``launcher=local``.
 - ``launcher=local``: :class:`~tipi._hydra.launchers.in_process.InProcess`, Hydra's basic
   launcher (every job in this process, one after another), each job composed once.
 - ``launcher=pool``: :class:`~tipi._hydra.launchers.pool.Pool`, submitit's local executor with
@@ -18,6 +20,7 @@ import importlib
 
 LAUNCHERS_MODULE = "hydra_plugins.tipi_launcher.launchers"
 LAUNCHERS = (
+    "AutoLauncher",
     "InProcessLauncher",
     "SubmititLocalLauncher",
     "PoolLauncher",
