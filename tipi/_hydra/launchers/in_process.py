@@ -34,7 +34,8 @@ class InProcess(BasicLauncher):
                 ConfigError(
                     "launcher=local runs the jobs in this process, one after another: it cannot return before they end",
                     key="launcher.wait",
-                    hint="Submit and detach with launcher=slurm (or launcher=submitit_local) launcher.wait=false; "
+                    hint="Detach with launcher=pool (this machine's GPUs or cores) or launcher=slurm, "
+                    "and launcher.wait=false; "
                     "or run this sweep under nohup / tmux.",
                 )
             )

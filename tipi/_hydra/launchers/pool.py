@@ -133,14 +133,18 @@ class Pool(TolerantGather):
 
         So the terminal's Ctrl-C (sent to its foreground process group) reaches
         the launcher only, and never submitit's controller, which would answer
-        it by killing the job one second later, mid-step.
+        it by killing the job one second later, mid-step. A detached sweep's
+        controllers also leave the terminal's output alone (each job logs to
+        its own files under ``.submitit/``).
         """
         import subprocess
         import types
 
         from submitit.local import local
 
-        alone = types.SimpleNamespace(Popen=functools.partial(subprocess.Popen, start_new_session=True))
+        quiet = {} if launcher_wait(self.config) else {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+        popen = functools.partial(subprocess.Popen, start_new_session=True, stdin=subprocess.DEVNULL, **quiet)
+        alone = types.SimpleNamespace(Popen=popen)
         local.subprocess = alone  # type: ignore[assignment]  # start_controller's only use of the module is Popen
         try:
             return super()._submit(submit)
