@@ -67,6 +67,12 @@ number of threads.
    TensorBoard, MLflow where the extra is installed, and WandB with
    TensorBoard at once, where the goal is judged), all in rounds with the
    plain loop.
+8. **Pool**: a 4-job CPU sweep of small training jobs with `launcher=pool
+   launcher.workers=2` (two jobs at a time, each on half the cores) against
+   `launcher=local` (one after another in one process, torch's threads on
+   every core), launch to exit; and the pool's own cost per job, read from
+   the jobs' records: the slot handoff (release to the next job holding the
+   slot) and the launcher's submit.
 
 ## What the figures mean
 

@@ -24,7 +24,7 @@ from tests.conftest import tipi_env
 
 
 def test_every_section_is_registered() -> None:
-    assert list(_sections()) == ["startup", "steps", "multirun", "memory", "slurm", "ddp", "trackers"]
+    assert list(_sections()) == ["startup", "steps", "multirun", "memory", "slurm", "ddp", "trackers", "pool"]
 
 
 def test_interleave_alternates_after_warmup_and_summarize_reports_median_and_range() -> None:

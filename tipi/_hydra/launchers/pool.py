@@ -25,6 +25,7 @@ for slots by themselves, and ``tipi-runs multirun status`` follows them.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -40,6 +41,7 @@ from hydra.core.utils import JobReturn, JobStatus
 
 from tipi._hydra.launchers.slots import PoolPlan, claim, enter_slot, plan_pool
 from tipi._hydra.launchers.submitit import TolerantGather
+from tipi.atomic import atomic_write_text
 from tipi.core.errors import ConfigError
 from tipi.core.record import RunRecord
 from tipi.runs.submit import detach, launcher_wait, refuse, write_manifest
@@ -188,6 +190,7 @@ class _Running:
             first,
         )
         self.results: list[JobReturn | None] = [None] * len(job_params)
+        self.submit_s: dict[int, float] = {}  # the launcher's time to submit each job (pickle, start its process)
 
     def run(self, which: Sequence[int] | None = None, retry: bool = False) -> list[JobReturn]:
         """Run jobs ``which`` (all by default); the result of every job."""
@@ -206,6 +209,8 @@ class _Running:
         except KeyboardInterrupt:
             self._stop(running)
             raise
+        finally:
+            self._write_log()
         return list(self.results)  # type: ignore[arg-type]  # every job run has its result; a retry keeps the others'
 
     def _replan(self) -> None:
@@ -230,9 +235,11 @@ class _Running:
         submitted = []
         while queue and len(running) < ahead:
             i = queue.popleft()
+            t0 = time.perf_counter()
             job = self.pool._submit(lambda i=i: self.executor.submit(self.pool, *self.job_params[i]))
             # a local job's result is on this disk when its process ends: none then is none (submitit waits 15 s)
             job._results_timeout_s = 1.0
+            self.submit_s[i] = time.perf_counter() - t0
             running[i] = job
             submitted.append((i, job))
         if submitted and not retry:
@@ -246,6 +253,16 @@ class _Running:
                 [self.run_dirs[i] for i, _ in submitted],
                 self.first + submitted[0][0],
             )
+
+    def _write_log(self) -> None:
+        """``<sweep>/pool.json``: the slots and, per job, the launcher's submit time (benchmarks read it)."""
+        plan = self.pool.plan
+        if plan is None:
+            return
+        jobs = [{"num": self.first + i, "submit_s": round(t, 4)} for i, t in sorted(self.submit_s.items())]
+        log_file = Path(self.pool.sweep_path) / "pool.json"
+        with contextlib.suppress(OSError):  # a log: the jobs' own records stand without it
+            atomic_write_text(log_file, json.dumps({"plan": json.loads(describe(plan)), "jobs": jobs}, indent=1))
 
     def _stop(self, running: dict[int, Any]) -> None:
         """Ctrl-C: every running job stops at its next step boundary (checkpointed, resumable); wait for them."""

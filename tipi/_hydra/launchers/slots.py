@@ -237,10 +237,17 @@ class Claim:
     slots: list[str]
     files: list[Any]
     waited_s: float
+    handoff_s: float | None = None  # from the last holder's release to this claim, when this claim waited for it
 
     def release(self) -> None:
-        """Let the next job have the slots."""
+        """Let the next job have the slots (their files say when, for the next holder's handoff time)."""
+        released = json.dumps({"released": time.time(), "pid": os.getpid()})
         for f in self.files:
+            with contextlib.suppress(OSError, ValueError):
+                f.seek(0)
+                f.truncate()
+                f.write(released)
+                f.flush()
             with contextlib.suppress(OSError):
                 fcntl.flock(f, fcntl.LOCK_UN)
             f.close()
@@ -291,6 +298,16 @@ def _take(directory: Path, group: list[str]) -> list[Any] | None:
     return files
 
 
+def _released(f: Any) -> float:
+    """When the slot's last holder released it (0 if it never said: a first claim, a holder that died)."""
+    try:
+        f.seek(0)
+        last = json.loads(f.read() or "{}")
+    except (OSError, ValueError):
+        return 0.0
+    return float(last.get("released") or 0.0) if isinstance(last, dict) else 0.0
+
+
 def claim(plan: PoolPlan, *, exclusive: bool = False, note: dict[str, Any] | None = None) -> Claim:
     """Wait for a free slot (or set of slots) of ``plan``, lock it and return it; say who holds it in its file."""
     directory = Path(plan.slots_dir)
@@ -303,13 +320,17 @@ def claim(plan: PoolPlan, *, exclusive: bool = False, note: dict[str, Any] | Non
         for group in random.sample(groups, len(groups)) if len(groups) > 1 else groups:
             files = _take(directory, group)
             if files is not None:
-                holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time(), **(note or {})}
+                now = time.time()
+                released = max((_released(f) for f in files), default=0.0)
+                waited = time.monotonic() - t0
+                holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": now, **(note or {})}
                 for f in files:
                     f.seek(0)
                     f.truncate()
                     f.write(json.dumps(holder))
                     f.flush()
-                return Claim(group, files, time.monotonic() - t0)
+                handoff = now - released if released and waited > 0 and now - released <= waited else None
+                return Claim(group, files, waited, handoff)
         time.sleep(_POLL_S)
 
 
@@ -332,5 +353,7 @@ def enter_slot(plan: PoolPlan, held: Claim) -> dict[str, Any]:
         "host": socket.gethostname(),
         "waited_s": round(held.waited_s, 3),
     }
+    if held.handoff_s is not None:  # the pool's own latency: the slot was free this long before this job had it
+        slot["handoff_s"] = round(held.handoff_s, 4)
     os.environ[SLOT_ENV] = json.dumps(slot)
     return slot
