@@ -161,3 +161,16 @@ def test_entering_a_slot_sets_the_gpu_threads_and_the_record(
         assert current_slot() == slot and slot["devices"] == ["2"] and slot_threads() == plan.threads
     finally:
         held.release()
+
+
+def test_a_resubmitted_pool_sweep_keeps_its_slots_settings(tmp_path: Path) -> None:
+    from tipi.runs.multirun import resubmit_command
+
+    manifest = {"launcher": {"timeout_min": 1440}, "command": {
+        "launcher_choice": "pool", "hydra_overrides": [],
+        "task_overrides": ["seed=1,2", "device=cpu", "launcher=pool", "launcher.workers=2", "launcher.per_device=2",
+                           "launcher.wait=false"]}}
+    args = resubmit_command(tmp_path, manifest, [tmp_path / "0"])
+    assert "launcher=pool" in args and "launcher.workers=2" in args and "launcher.per_device=2" in args
+    assert "device=cpu" in args and "seed=1,2" not in args
+    assert args[-1] == "launcher.wait=false" and args.count("launcher.wait=false") == 1

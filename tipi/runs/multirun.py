@@ -124,8 +124,10 @@ def resubmit_command(sweep_dir: Path, manifest: Mapping[str, Any], run_dirs: lis
     A resumed run takes its config from its directory and refuses overrides
     that would change what its checkpoint means (``experiment=``, ``seed=``), so
     the command carries only what selects and sets up the launcher: its group
-    choice, every setting it submitted with, and the command line's ``hydra.*``
-    overrides (search path, ...).
+    choice, every setting it submitted with, the command line's ``launcher.*``
+    keys (a pool's ``workers``, ``devices``, ``per_device``) and ``device=``
+    (by which a pool takes GPUs or cores), and its ``hydra.*`` overrides
+    (search path, ...).
     """
     command = manifest.get("command") or {}
     dropped = ("hydra.sweep.dir=", "hydra.sweep.subdir=", "hydra.mode=", "hydra.launcher.")
@@ -135,6 +137,12 @@ def resubmit_command(sweep_dir: Path, manifest: Mapping[str, Any], run_dirs: lis
     if command.get("launcher_choice"):
         args.append(f"launcher={command['launcher_choice']}")
     args += [o for o in command.get("hydra_overrides", []) if not o.startswith(dropped)]
+    args += [
+        o
+        for o in command.get("task_overrides", [])
+        if (o.startswith("launcher.") and not o.startswith("launcher.wait="))
+        or (o.startswith("device=") and "," not in o)  # one device for every job, not a swept one
+    ]
     args += [
         f"hydra.launcher.{key}={override_value(value)}"
         for key, value in (manifest.get("launcher") or {}).items()
