@@ -220,6 +220,7 @@ class PipelineBuilder:
             error.key = _holder(self.cfg, exc) or error.key
             raise error from exc
         self._check_objective_mode()
+        self._check_deterministic()
         perm_nodes = {n: node for n, node in self._section("permanences").items() if node is not None}
         self._perm_checked = {name: self._check_permanence(name, node) for name, node in perm_nodes.items()}
         perm_targets = {name: checked.target for name, checked in self._perm_checked.items()}
@@ -259,6 +260,16 @@ class PipelineBuilder:
             spelt = next((m for m in OBJECTIVE_MODES if str(mode).lower().startswith(m)), None)
             error.hint = error.hint or (f"Did you mean '{spelt}'?" if spelt else None)
             raise error
+
+    def _check_deterministic(self) -> None:
+        """``run.deterministic`` is true or false (a string such as 'yes' would silently mean false)."""
+        value = OmegaConf.select(self.cfg, "run.deterministic", default=False)
+        if not isinstance(value, bool):
+            raise ConfigError(
+                f"must be true or false, got {value!r}",
+                key="run.deterministic",
+                hint="run.deterministic=true for bit-exact repeats on the same hardware.",
+            )
 
     def _check_objective(self, metrics: tuple[str, ...] | None) -> None:
         """A misspelt ``run.objective`` is refused; one this pipeline simply does not log is only warned about.

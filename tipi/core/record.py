@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
 from importlib import metadata
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tipi.atomic import atomic_write_text
+from tipi.core.provenance import keep_diff
 from tipi.core.slot import current_slot
 
 __all__ = ["RunRecord", "RunStatus", "atomic_write_text"]
@@ -40,6 +42,8 @@ class RunStatus(StrEnum):
     CORRUPT = "corrupt"  # a directory whose run.json is missing or unreadable
 
 
+# set by `tipi-runs reproduce` for the run it starts: the run directory that run repeats
+REPRODUCES_ENV = "TIPI_REPRODUCES"
 SLURM_VARS = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_RESTART_COUNT")
 
 
@@ -47,9 +51,24 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def launch_dir() -> str:
+    """The directory tipi was started from (a submitit job runs elsewhere and says where it started)."""
+    return os.environ.get("TIPI_ORIGINAL_CWD", os.getcwd())
+
+
 def _git_state() -> dict[str, Any]:
-    """Commit and dirty flag of the git tree tipi runs from, if any (never fails)."""
-    return dict(_git_state_at(os.environ.get("TIPI_ORIGINAL_CWD", os.getcwd())))
+    """Commit, repository root and dirty flag of the git tree tipi runs from, if any (never fails)."""
+    return dict(_git_state_at(launch_dir()))
+
+
+def git_state_at(cwd: str) -> dict[str, Any]:
+    """``{"commit", "dirty", "root"}`` of the git tree at ``cwd``; empty outside one (never fails)."""
+    return dict(_git_state_at(cwd))
+
+
+def installed_versions() -> dict[str, str]:
+    """Versions of python, tipi, torch and the other packages run.json records, as installed here."""
+    return dict(_versions())
 
 
 # Once per process and directory: the jobs of a multirun share the code this
@@ -59,9 +78,12 @@ def _git_state() -> dict[str, Any]:
 def _git_state_at(cwd_str: str) -> dict[str, Any]:
     try:
         cwd = Path(cwd_str)
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5)
-        if commit.returncode != 0:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5
+        )
+        if commit.returncode != 0 or len(commit.stdout.split("\n")) < 2:
             return {}
+        root, head = commit.stdout.split("\n")[:2]
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
             cwd=cwd,
@@ -69,7 +91,7 @@ def _git_state_at(cwd_str: str) -> dict[str, Any]:
             text=True,
             timeout=5,
         )
-        return {"commit": commit.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+        return {"commit": head.strip(), "dirty": bool(dirty.stdout.strip()), "root": root.strip()}
     except (OSError, subprocess.SubprocessError):
         return {}
 
@@ -152,11 +174,16 @@ class RunRecord:
         seed: int | None,
         overrides: list[str] | None = None,
         attempt_overrides: list[str] | None = None,
+        extra: Mapping[str, Any] | None = None,
     ) -> None:
         """Mark the run as running and record where and with what it runs.
 
         ``overrides`` are the run's own (its first command line);
-        ``attempt_overrides`` those a resumed attempt added on top.
+        ``attempt_overrides`` those a resumed attempt added on top; ``extra``
+        more top-level fields (``deterministic``, the data's fingerprint). A
+        launch directory with uncommitted changes keeps them in ``git.diff``
+        (:func:`tipi.core.provenance.keep_diff`); a run started by
+        ``tipi-runs reproduce`` records the run it repeats (``reproduces``).
         """
         slurm = {k.lower(): os.environ[k] for k in SLURM_VARS if k in os.environ}
         attempt: dict[str, Any] = {
@@ -183,7 +210,11 @@ class RunRecord:
             pid=os.getpid(),
             argv=sys.argv,
             versions=dict(_versions()),
+            cwd=launch_dir(),
+            **(extra or {}),
         )
+        if os.environ.get(REPRODUCES_ENV):
+            self.data["reproduces"] = os.environ[REPRODUCES_ENV]
         if overrides is not None:
             self.data["overrides"] = overrides
         if slurm:
@@ -191,9 +222,15 @@ class RunRecord:
         if slot:
             self.data["slot"] = slot
         git = _git_state()
+        if git.get("dirty") and self.owns_files():
+            git.update(keep_diff(self.path.parent, launch_dir()))
         if git:
             self.data["git"] = git
         self.save()
+
+    def owns_files(self) -> bool:
+        """Whether this process writes the run's own files beside run.json (one rank of several does)."""
+        return True
 
     def update(self, **fields: Any) -> None:
         """Set top-level fields (e.g. ``wandb_run_id``) and save."""

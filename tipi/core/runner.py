@@ -25,6 +25,7 @@ from tipi.core.context import RunContext
 from tipi.core.controller import PipelineController, cyclic_gc_paused
 from tipi.core.errors import Interrupted
 from tipi.core.executor import PipelineExecutor, chain_previous_handler
+from tipi.core.provenance import run_provenance, set_deterministic
 from tipi.core.record import RunRecord, RunStatus
 from tipi.core.recover import rebuild
 from tipi.core.resume import apply_resume_overrides, load_stored_config, stored_choices
@@ -171,10 +172,13 @@ class PipelineRunner:
         before = copy.deepcopy(record.data)  # the record as the earlier attempts left it
         seed = self.cfg.get("seed")
         seed_everything(seed)
+        extra = run_provenance(self.cfg)
+        set_deterministic(extra["deterministic"])
+        name = OmegaConf.select(self.cfg, "run.name")
         if self.resumed_with is None:
-            record.start(name=OmegaConf.select(self.cfg, "run.name"), seed=seed, overrides=self.overrides)
+            record.start(name=name, seed=seed, overrides=self.overrides, extra=extra)
         else:  # the run's own overrides stay; this attempt's are recorded with it
-            record.start(name=OmegaConf.select(self.cfg, "run.name"), seed=seed, attempt_overrides=self.resumed_with)
+            record.start(name=name, seed=seed, attempt_overrides=self.resumed_with, extra=extra)
         try:
             PipelineExecutor(controller).run()
         except Interrupted as exc:

@@ -93,6 +93,10 @@ class RankRecord(RunRecord):
         if rank == 0:
             clear_rank_errors(self.run_dir)
 
+    def owns_files(self) -> bool:
+        """Rank 0 alone writes the run's files (``git.diff``): every rank would write the same."""
+        return self.rank == 0
+
     def save(self) -> None:
         """Rank 0: rewrite ``run.json``; other ranks: nothing."""
         if self.rank != 0:

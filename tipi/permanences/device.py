@@ -14,8 +14,10 @@ import re
 import sys
 from typing import TYPE_CHECKING, Any
 
+from tipi.core.context import get_current_controller
 from tipi.core.errors import DeviceError
 from tipi.core.permanence import Permanence
+from tipi.core.provenance import describe_device
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +156,10 @@ class Device(Permanence):
     def initialize(self) -> None:
         """Resolve the spec to a device that exists; on the CPU, say so when the machine is busy."""
         self.device = resolve_device(self.spec)
+        controller = get_current_controller()
+        record = controller.context.record if controller is not None else None
+        if record is not None:  # saved with the record's next write; `tipi-runs reproduce` compares it
+            record.data["device"] = describe_device(self.device)
         if self.device.type == "cpu":
             import torch
 

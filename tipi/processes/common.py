@@ -24,6 +24,22 @@ def bar(controller: PipelineController, name: str, total: float | None) -> Itera
         yield handle
 
 
+def pixel_cross_entropy(logits: Any, masks: Any, reduction: str = "mean") -> Any:
+    """``F.cross_entropy`` over every pixel; on CUDA under ``run.deterministic``, over a (pixels, classes) matrix.
+
+    PyTorch's per-pixel (N, C, H, W) loss sums with atomic adds on CUDA and has
+    no deterministic version (``torch.use_deterministic_algorithms`` raises);
+    the same loss over one row a pixel has one. On the CPU the two are bit-identical.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    if logits.is_cuda and logits.dim() > 2 and torch.are_deterministic_algorithms_enabled():
+        rows = logits.movedim(1, -1).reshape(-1, logits.shape[1])
+        return F.cross_entropy(rows, masks.reshape(-1), reduction=reduction)
+    return F.cross_entropy(logits, masks, reduction=reduction)
+
+
 def logger_of(controller: PipelineController) -> Any:
     """The ``logger`` permanence, or None."""
     return controller.permanences.get("logger")

@@ -19,7 +19,7 @@ from tipi.core.process import PipelineProcess
 from tipi.distributed import all_reduce_sum, get_world_size, is_main_process
 from tipi.permanences.data import Data
 from tipi.permanences.network import Network
-from tipi.processes.common import bar, logger_of
+from tipi.processes.common import bar, logger_of, pixel_cross_entropy
 from tipi.processes.result import save_predictions
 from tipi.processes.validate import eval_metric_names, evaluate
 
@@ -125,7 +125,6 @@ class TrainingProcess(PipelineProcess):
 
     def _train_epoch(self, epoch: int, steps: int, epochs_bar: Any) -> None:
         import torch
-        import torch.nn.functional as F
 
         net, state, controller = self.network, self.network.state, self.controller
         model, optimizer, device = net.model, net.optimizer, net.device
@@ -143,7 +142,7 @@ class TrainingProcess(PipelineProcess):
                     masks = masks.to(device, non_blocking=True)
                     optimizer.zero_grad(set_to_none=True)
                     with net.autocast():
-                        loss = F.cross_entropy(net.train_model(images), masks)  # DDP averages the gradients
+                        loss = pixel_cross_entropy(net.train_model(images), masks)  # DDP averages the gradients
                     # on_nan=skip pays one host sync a step so that a bad batch never reaches the weights.
                     skipped = self.on_nan == "skip" and not bool(torch.isfinite(loss.detach()))
                     if skipped:

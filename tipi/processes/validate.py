@@ -9,7 +9,7 @@ from tipi.core.process import PipelineProcess
 from tipi.distributed import all_reduce_sum, broadcast_buffers, get_world_size, is_main_process
 from tipi.permanences.data import Data
 from tipi.permanences.network import Network
-from tipi.processes.common import bar, logger_of, made_at_step, write_json
+from tipi.processes.common import bar, logger_of, made_at_step, pixel_cross_entropy, write_json
 
 
 def eval_metric_names(split: str) -> tuple[str, ...]:
@@ -23,7 +23,6 @@ def evaluate(model: Any, network: Network, data: Data, split: str, controller: A
     Statistics accumulate on the device; the host syncs once, at the end.
     """
     import torch
-    import torch.nn.functional as F
 
     from tipi.vision.metrics import ConfusionMatrix
 
@@ -41,7 +40,7 @@ def evaluate(model: Any, network: Network, data: Data, split: str, controller: A
             masks = masks.to(device, non_blocking=True)
             with network.autocast():
                 logits = model(images)
-            loss_sum += F.cross_entropy(logits.float(), masks, reduction="sum")
+            loss_sum += pixel_cross_entropy(logits.float(), masks, reduction="sum")
             pixels += masks.numel()
             matrix.update(logits, masks)
             b.advance()

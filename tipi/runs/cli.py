@@ -1,8 +1,10 @@
-"""``tipi-runs`` (also ``python -m tipi.runs``): list, show, multirun status / resubmit, compare.
+"""``tipi-runs`` (also ``python -m tipi.runs``): list, show, multirun status / resubmit, compare, reproduce.
 
 A separate entry point, so its words never clash with Hydra's override syntax
 (``python -m tipi list`` would be an override). Mistakes (a path that is no
 run, nothing to resubmit) are one message and exit code 1, never a traceback.
+``reproduce`` runs a recorded run again and exits 3 when the result differs
+beyond its tolerance (:mod:`tipi.runs.reproduce`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from tipi.core.record import RunStatus
 
 LIST_COLUMNS = ("status", "objective", "duration_s", "started", "name", "tags", "overrides", "run_dir")
 CSV_COLUMNS = (*LIST_COLUMNS, "attempts", "error", "wandb_run_id", "slurm_job_id", "objective_mode")
-COMMANDS = ("list", "show", "multirun", "sweep", "compare")  # sweep: the old name of multirun
+COMMANDS = ("list", "show", "multirun", "sweep", "compare", "reproduce")  # sweep: the old name of multirun
 
 
 def parser() -> argparse.ArgumentParser:
@@ -60,7 +62,30 @@ def parser() -> argparse.ArgumentParser:
     cmp_ = sub.add_parser("compare", help="a PNG: objective vs each swept parameter, validation curves")
     cmp_.add_argument("sweep", type=Path, metavar="MULTIRUN")
     cmp_.add_argument("--out", type=Path, help="where to write it (default: <sweep>/compare.png)")
+    _reproduce_parser(sub)
     return main
+
+
+def _reproduce_parser(sub: Any) -> None:
+    again = sub.add_parser(
+        "reproduce",
+        help="run a run again from its record (overrides, seed, config tree), as a new run, and compare",
+        description="Run RUN again as a new run and compare every final metric, the best epoch and the weights. "
+        "Exit status 0 when reproduced within --tolerance, 3 when not.",
+    )
+    again.add_argument("run", type=Path, metavar="RUN", help="a run directory, or a job directory of a multirun")
+    again.add_argument("overrides", nargs="*", metavar="OVERRIDE", help="applied on top (optimizer.lr=0.01)")
+    again.add_argument("--at-commit", action="store_true", help="run in a git worktree of the recorded commit")
+    again.add_argument("--dry-run", action="store_true", help="print the command, commit and differences only")
+    again.add_argument("--tolerance", type=float, help="relative or absolute, for metrics and weights (default: 1e-6)")
+    again.add_argument("--json", action="store_true", help="the comparison as JSON on stdout")
+    again.add_argument("--config-dir", type=Path, help="the config tree to use instead of the recorded one")
+    again.add_argument(
+        "--launcher",
+        help="run as a one-job multirun on this launcher (slurm, submitit_local; 'recorded': the run's own); "
+        "default: a single run here",
+    )
+    again.add_argument("--out", type=Path, help="the new run's directory (default: outputs/<date>/<time>)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -68,7 +93,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if not args_list or (args_list[0] not in COMMANDS and args_list[0] not in ("-h", "--help")):
         args_list.insert(0, "list")
-    args = parser().parse_args(args_list)
+    command_line = parser()
+    args, rest = command_line.parse_known_args(args_list)
+    if rest and args.command == "reproduce" and not any(r.startswith("-") for r in rest):
+        args.overrides += rest  # overrides after an option: reproduce RUN --at-commit optimizer.lr=0.1
+    elif rest:
+        command_line.error(f"unrecognized arguments: {' '.join(rest)}")
     from tipi.runs.errors import RunsError
 
     try:
@@ -251,10 +281,33 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    """``tipi-runs reproduce RUN [OVERRIDE ...]``."""
+    from tipi.runs.errors import RunsError
+    from tipi.runs.reproduce import DEFAULT_TOLERANCE, Options, reproduce
+
+    tolerance = DEFAULT_TOLERANCE if args.tolerance is None else args.tolerance
+    if not tolerance >= 0:  # NaN too
+        raise RunsError(f"--tolerance must be a number >= 0, got {tolerance}", hint="e.g. --tolerance 1e-4")
+    options = Options(
+        run=args.run,
+        overrides=list(args.overrides),
+        at_commit=args.at_commit,
+        dry_run=args.dry_run,
+        tolerance=tolerance,
+        json=args.json,
+        config_dir=args.config_dir,
+        launcher=args.launcher,
+        out=args.out,
+    )
+    return reproduce(options)
+
+
 COMMAND_FUNCTIONS = {
     "list": cmd_list,
     "show": cmd_show,
     "multirun": cmd_multirun,
     "sweep": cmd_multirun,
     "compare": cmd_compare,
+    "reproduce": cmd_reproduce,
 }

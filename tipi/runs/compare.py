@@ -43,7 +43,8 @@ def curve_key(metric_rows: Sequence[Mapping[str, Any]], objective: str | None) -
     return keys[0] if keys else None
 
 
-def _metrics(run_dir: Path) -> list[dict[str, Any]]:
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    """The rows of the run's ``metrics.jsonl`` (a line cut short by a killed job is skipped)."""
     rows = []
     try:
         with open(run_dir / "metrics.jsonl", encoding="utf-8") as f:
@@ -70,7 +71,7 @@ def collect(sweep_dir: Path) -> list[dict[str, Any]]:
                 "params": _params(job_overrides(job_dir, record)),
                 "objective": record.get("objective"),
                 "objective_name": run_settings(job_dir).get("objective"),
-                "metrics": _metrics(job_dir),
+                "metrics": read_metrics(job_dir),
             }
         )
     return jobs
