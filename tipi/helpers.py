@@ -31,7 +31,7 @@ from tipi.permanences.progress import use_progress
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["DeviceManager", "Logger", "device_manager", "logger", "progress_bar"]
+__all__ = ["DeviceManager", "Logger", "device_manager", "logger", "progress_bar", "report_intermediate"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -152,3 +152,15 @@ class DeviceManager:
 
 logger = Logger()
 device_manager = DeviceManager()
+
+
+def report_intermediate(value: float, step: int) -> None:
+    """Report ``value`` at ``step`` (an epoch) to the search trial this run is; nothing outside a search.
+
+    Call it after each evaluation of a ``@pipeline_process`` function's own
+    loop: when the search's pruner says so it raises ``TrialPruned``, which
+    ends the run ``pruned`` (save a checkpoint before calling, to keep it).
+    """
+    from tipi.core import trial
+
+    trial.report(step, value)

@@ -11,7 +11,6 @@ Each run is a few seconds (the function trains nothing).
 from __future__ import annotations
 
 import csv
-import importlib.util
 import re
 import subprocess
 import sys
@@ -181,8 +180,6 @@ def test_a_wandb_sweep_sets_a_parameter_of_the_function(run_tipi: RunTipi, proje
         assert read_json(run_dir / "run.json")["objective"] == pytest.approx(score(lr=lr))
 
 
-@pytest.mark.skipif(importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is None,
-                    reason="the optuna extra is not installed (pip install 'tipi[optuna]')")
 def test_optuna_searches_a_parameter_of_the_function(run_tipi: RunTipi, project: Path) -> None:
     run_tipi("-m", *cls("+hparams_search=cls_optuna"), check=True)
     jobs = [p.parent.parent for p in project.glob("multirun/*/*/*/.hydra/config.yaml")]

@@ -96,7 +96,7 @@ class MultirunSummary(Callback):
             log.info("detached sweep: %s", counts_line(rows))
             return
         rows = self._finish()
-        failed = [row for row in rows if row["status"] != RunStatus.SUCCEEDED]
+        failed = [row for row in rows if row["status"] not in (RunStatus.SUCCEEDED, RunStatus.PRUNED)]
         if failed:
             log.error("%d of %d jobs did not succeed", len(failed), len(rows))
             # SystemExit passes Hydra's callback guard (which only warns on Exception)

@@ -36,6 +36,7 @@ class RunStatus(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     INTERRUPTED = "interrupted"  # Ctrl-C / SIGTERM: checkpointed, may be resumed
+    PRUNED = "pruned"  # a search's trial its pruner stopped at an epoch boundary: checkpointed, metrics kept
     REQUEUED = "requeued"  # SLURM requeue or preemption: the same job comes back
     CANCELLED = "cancelled"  # scancel before or while it ran
     LOST = "lost"  # the scheduler forgot it and no run.json says how it ended

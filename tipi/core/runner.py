@@ -30,6 +30,7 @@ from tipi.core.record import RunRecord, RunStatus
 from tipi.core.recover import rebuild
 from tipi.core.resume import apply_resume_overrides, load_stored_config, stored_choices
 from tipi.core.rundir import check_free, check_not_running, own
+from tipi.core.trial import TrialPruned
 
 log = logging.getLogger(__name__)
 
@@ -181,6 +182,8 @@ class PipelineRunner:
             record.start(name=name, seed=seed, attempt_overrides=self.resumed_with, extra=extra)
         try:
             PipelineExecutor(controller).run()
+        except TrialPruned as exc:  # a search's pruner stopped it at an epoch boundary, checkpoint written
+            return self._end(controller, record, before, RunStatus.PRUNED, objective=exc.value, reason=str(exc))
         except Interrupted as exc:
             _finish_or_note(record, exc, RunStatus.REQUEUED if exc.requeue else RunStatus.INTERRUPTED, reason=str(exc))
             chained = chain_previous_handler(exc)
@@ -196,7 +199,24 @@ class PipelineRunner:
             first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
             _finish_or_note(record, exc, RunStatus.FAILED, error=f"{type(exc).__name__}: {first_line}")
             raise
+        return self._end(controller, record, before, RunStatus.SUCCEEDED)
+
+    def _end(
+        self,
+        controller: PipelineController,
+        record: RunRecord,
+        before: dict[str, Any],
+        status: RunStatus,
+        objective: float | None = None,
+        reason: str | None = None,
+    ) -> float | None:
+        """Record the run's metrics and end it with ``status``; its objective (``objective`` if given)."""
         summary = self._summary(controller)
+        if status == RunStatus.PRUNED:
+            if summary:
+                record.data["metrics"] = {**(before.get("metrics") or {}), **summary}
+            record.finish(status, objective=objective, reason=reason)
+            return objective
         if not summary and before.get("status") == RunStatus.SUCCEEDED:
             # every step was done (a finished run resumed): its results, and the record of them, stand
             log.info("nothing left to run: every step was done; run.json keeps its record")

@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from tipi.core.errors import ConfigError, Interrupted, TipiError
 from tipi.core.permanence import Permanence
 from tipi.core.record import RunStatus
+from tipi.core.trial import TrialPruned
 from tipi.trackers.base import RunOutcome, Tracker, TrackerContext
 from tipi.trackers.hub import TrackerHub
 
@@ -211,7 +212,10 @@ class MetricsLogger(Permanence):
         if not isinstance(objective, (int, float)) or isinstance(objective, bool):
             objective = None
         outcome = RunOutcome(objective_key=key, objective=objective, summary=dict(self.summary))
-        if isinstance(exc, Interrupted):
+        if isinstance(exc, TrialPruned):  # a search's pruner stopped it: an ordinary end, marked as such
+            outcome.status = RunStatus.PRUNED
+            outcome.summary["search/pruned_at"] = exc.step
+        elif isinstance(exc, Interrupted):
             outcome.status = RunStatus.REQUEUED if exc.requeue else RunStatus.INTERRUPTED
             outcome.exit_code, outcome.requeue = exc.exit_code, exc.requeue
         elif exc is not None:

@@ -13,6 +13,7 @@ import math
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
+from tipi.core import trial
 from tipi.core.check import ConfigCheck
 from tipi.core.errors import ConfigError, TrainingDiverged
 from tipi.core.process import PipelineProcess
@@ -231,6 +232,7 @@ class TrainingProcess(PipelineProcess):
         state["epoch"] = epoch + 1
         state["epoch_step"] = 0
         self.controller.checkpoint_permanences()
+        trial.report(epoch + 1, value)  # a search's trial: its pruner may stop the run here (checkpoint written)
         return self.patience is not None and state["bad_epochs"] >= self.patience
 
 

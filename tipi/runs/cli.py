@@ -23,7 +23,7 @@ from tipi.core.record import RunStatus
 
 LIST_COLUMNS = ("status", "objective", "duration_s", "started", "name", "tags", "overrides", "run_dir")
 CSV_COLUMNS = (*LIST_COLUMNS, "attempts", "error", "wandb_run_id", "slurm_job_id", "objective_mode")
-COMMANDS = ("list", "show", "multirun", "sweep", "compare", "reproduce")  # sweep: the old name of multirun
+COMMANDS = ("list", "show", "multirun", "sweep", "search", "compare", "reproduce")  # sweep: the old name of multirun
 
 
 def parser() -> argparse.ArgumentParser:
@@ -59,6 +59,11 @@ def parser() -> argparse.ArgumentParser:
         default=[],
         help="resubmit jobs with these statuses (default: failed, lost, cancelled)",
     )
+    search = sub.add_parser("search", help="a search (search=...): its trials, their states and the best")
+    search_sub = search.add_subparsers(dest="search_command", required=True)
+    search_status = search_sub.add_parser("status", help="every trial: state, last reported value; the best trial")
+    search_status.add_argument("sweep", type=Path, metavar="SEARCH")
+    search_status.add_argument("--json", action="store_true")
     cmp_ = sub.add_parser("compare", help="a PNG: objective vs each swept parameter, validation curves")
     cmp_.add_argument("sweep", type=Path, metavar="MULTIRUN")
     cmp_.add_argument("--out", type=Path, help="where to write it (default: <sweep>/compare.png)")
@@ -261,6 +266,10 @@ def cmd_multirun(args: argparse.Namespace) -> int:
         console.print(f"resubmitted {len(redo)} job(s): " + ", ".join(str(r["job"]) for r in redo))
         console.print(output.rstrip(), markup=False)
         return 0
+    if (sweep_dir / "study.journal").exists():  # a search: its trials, as `tipi-runs search status` shows them
+        from tipi.runs.search import status as search_status
+
+        return search_status(sweep_dir, as_json=args.json)
     rows, path = refresh(sweep_dir)
     if args.json:
         json.dump(rows, sys.stdout, indent=1, default=str)
@@ -270,6 +279,14 @@ def cmd_multirun(args: argparse.Namespace) -> int:
     note = "" if all(r["scheduler_answered"] for r in rows) else " (the scheduler did not answer: sacct failed)"
     console.print(counts_line(rows) + note, markup=False)
     return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    """``tipi-runs search status SEARCH``."""
+    from tipi.runs.multirun import require_sweep
+    from tipi.runs.search import status
+
+    return status(require_sweep(args.sweep), as_json=args.json)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -307,6 +324,7 @@ COMMAND_FUNCTIONS = {
     "list": cmd_list,
     "show": cmd_show,
     "multirun": cmd_multirun,
+    "search": cmd_search,
     "sweep": cmd_multirun,
     "compare": cmd_compare,
     "reproduce": cmd_reproduce,

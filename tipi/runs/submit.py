@@ -31,12 +31,13 @@ def launcher_wait(config: DictConfig | None) -> bool:
 def check_detachable(config: DictConfig) -> None:
     """``launcher.wait=false`` needs a sweeper that does not wait for results (Hydra's basic sweeper)."""
     sweeper = str(OmegaConf.select(config, "hydra.sweeper._target_", default=""))
-    if not sweeper.endswith("BasicSweeper"):
+    # tipi's search: its workers take trials from the study on their own, with no one waiting
+    if not sweeper.endswith(("BasicSweeper", "SearchSweeper", "OptunaSweeper")):
         refuse(
             ConfigError(
                 f"the sweeper {sweeper} needs each job's result before it picks the next ones",
                 key="launcher.wait",
-                hint="Keep launcher.wait=true with an optimising sweeper (Optuna).",
+                hint="Keep launcher.wait=true with this sweeper; tipi's search (search=...) detaches.",
             )
         )
 

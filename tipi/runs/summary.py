@@ -77,7 +77,7 @@ def job_dirs(sweep_dir: Path, known: Iterable[Path] = ()) -> list[tuple[int, Pat
     found |= {p for p in sweep_dir.iterdir() if p.name.isdigit() and p.is_dir() and not any(p.iterdir())}
     jobs = []
     for job_dir in found:
-        if job_dir == sweep_dir or ".submitit" in job_dir.parts or ".hydra" in job_dir.parts:
+        if job_dir == sweep_dir or {".submitit", ".hydra", ".workers"} & set(job_dir.parts):
             continue
         if any(parent in found for parent in job_dir.parents if parent != sweep_dir):
             continue

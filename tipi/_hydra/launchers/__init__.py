@@ -19,6 +19,8 @@ from __future__ import annotations
 import importlib
 
 LAUNCHERS_MODULE = "hydra_plugins.tipi_launcher.launchers"
+SEARCH_MODULE = "hydra_plugins.tipi_launcher.search"
+OPTUNA_SWEEPER = "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"
 LAUNCHERS = (
     "AutoLauncher",
     "InProcessLauncher",
@@ -42,8 +44,13 @@ def register_launchers() -> None:
     from hydra.core.plugins import Plugins
 
     plugins = Plugins.instance()
-    if all(f"{LAUNCHERS_MODULE}.{name}" in plugins.class_name_to_class for name in LAUNCHERS):
-        return
-    module = importlib.import_module(LAUNCHERS_MODULE)
-    for name in LAUNCHERS:
-        plugins.register(getattr(module, name))
+    if not all(f"{LAUNCHERS_MODULE}.{name}" in plugins.class_name_to_class for name in LAUNCHERS):
+        module = importlib.import_module(LAUNCHERS_MODULE)
+        for name in LAUNCHERS:
+            plugins.register(getattr(module, name))
+    sweeper = f"{SEARCH_MODULE}.SearchSweeper"
+    if sweeper not in plugins.class_name_to_class:
+        plugins.register(importlib.import_module(SEARCH_MODULE).SearchSweeper)
+    # an hparams_search file that names hydra-optuna-sweeper's class (lightning-hydra-template's do) runs on
+    # tipi's search, which takes the same keys; where that plugin is installed, its own class stays
+    plugins.class_name_to_class.setdefault(OPTUNA_SWEEPER, plugins.class_name_to_class[sweeper])
