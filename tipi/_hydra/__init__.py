@@ -47,7 +47,9 @@ ALL_PARTS = ("compose_once", "params", "errors")
 
 def install_for_command_line(argv: list[str]) -> None:
     """What ``python -m tipi ARGV`` needs: every patch (a single run composes once), launchers for a multirun."""
-    if {"-m", "--multirun"} & set(argv):  # only a multirun instantiates a launcher
+    # only a multirun instantiates a launcher; an hparams_search file may make one itself (hydra.mode: MULTIRUN)
+    searching = any(a.lstrip("+").startswith(("hparams_search=", "search=", "hydra.mode=MULTIRUN")) for a in argv)
+    if {"-m", "--multirun"} & set(argv) or searching:
         register_launchers()
         install("params", "errors")
     else:

@@ -64,11 +64,11 @@ def read_settings(config: DictConfig, sweeper: dict[str, Any], arguments: list[s
     from tipi._hydra.search.space import parse_space
 
     node = OmegaConf.select(config, "search")
-    params = dict(sweeper.get("params") or {})
-    params.update(_select(node, "params", {}) or {})
+    params = _flatten(dict(sweeper.get("params") or {}))
+    params.update(_flatten(_select(node, "params", {}) or {}))
     key_prefix = "search.params" if _select(node, "params") else "hydra.sweeper.params"
     space, fixed = parse_space(params, key_prefix)
-    cli_space, cli_fixed = parse_space(dict(a.split("=", 1) for a in arguments if "=" in a), "the command line")
+    cli_space, cli_fixed = parse_space(_command_line_space(arguments), "the command line")
     space.update(cli_space)
     fixed += cli_fixed
     if not space:
@@ -97,6 +97,29 @@ def read_settings(config: DictConfig, sweeper: dict[str, Any], arguments: list[s
         ),
     )
     return settings
+
+
+def _flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{optimizer: {lr: ...}}`` (``+search.params.optimizer.lr=...`` on a command line) as ``{optimizer.lr: ...}``."""
+    flat: dict[str, Any] = {}
+    for key, value in params.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _command_line_space(arguments: list[str]) -> dict[str, str]:
+    """``key: value`` of the command line's overrides; ``search.params.KEY=...`` is ``KEY`` of the space."""
+    space = {}
+    for argument in arguments:
+        if "=" not in argument:
+            continue
+        key, value = argument.split("=", 1)
+        bare = key.lstrip("+")
+        space[bare.removeprefix("search.params.") if bare.startswith("search.params.") else key] = value
+    return space
 
 
 def _trials_key(node: Any) -> str:
