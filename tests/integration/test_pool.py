@@ -42,11 +42,9 @@ def main(cfg):
     slot = json.loads(os.environ.get("TIPI_SLOT", "null"))
     if cfg.oom and len(slot["slots"]) == 1:
         raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
-    import torch
-
     out = Path(HydraConfig.get().runtime.output_dir)
     record = {"cvd": os.environ.get("CUDA_VISIBLE_DEVICES"), "slot": slot, "start": start,
-              "threads": torch.get_num_threads(), "pid": os.getpid(), "num": HydraConfig.get().job.num}
+              "threads": os.environ.get("OMP_NUM_THREADS"), "pid": os.getpid(), "num": HydraConfig.get().job.num}
     (out / "job.json").write_text(json.dumps(record))
     if cfg.kill:
         os.kill(os.getpid(), signal.SIGKILL)

@@ -48,8 +48,8 @@ def env(tmp_path: Path) -> dict[str, str]:
 def test_an_asha_search_with_four_workers_prunes_and_its_records_agree_with_the_study(
     run_tipi: RunTipi, tmp_path: Path
 ) -> None:
-    proc = run_tipi("-m", *TINY, "processes.train.epochs=4", "search=asha", "search.trials=16", "search.seed=1",
-                    LR, "launcher=pool", "launcher.workers=4", "hydra.sweep.dir=s", env=env(tmp_path))
+    search = ("-m", *TINY, "processes.train.epochs=4", "search=asha", "search.seed=1", LR, "hydra.sweep.dir=s")
+    proc = run_tipi(*search, "search.trials=16", "launcher=pool", "launcher.workers=4", env=env(tmp_path))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     sweep = tmp_path / "s"
     study = study_of(sweep)
@@ -70,6 +70,11 @@ def test_an_asha_search_with_four_workers_prunes_and_its_records_agree_with_the_
     shown = json.loads(status.stdout)
     assert shown["best"]["trial"] == study.best_trial.number and sum(shown["counts"].values()) == 16
     assert "python -m tipi" in shown["command"] and "optimizer.lr=" in shown["command"]
+    # the same command again, with a larger total: the study continues, no trial's directory is written twice
+    started = {d.name: read_json(d / "run.json")["started"] for d in trial_dirs(sweep)}
+    run_tipi(*search, "search.trials=18", "launcher=local", check=True)
+    assert len(study_of(sweep).trials) == 18 and len(trial_dirs(sweep)) == 18
+    assert {n: read_json(sweep / n / "run.json")["started"] for n in started} == started
 
 
 def test_a_killed_worker_gives_its_trial_back_and_the_study_still_reaches_its_total(tmp_path: Path) -> None:
@@ -102,16 +107,6 @@ def test_a_killed_worker_gives_its_trial_back_and_the_study_still_reaches_its_to
     record = read_json(victim[0] / "run.json")  # the retry continued the killed trial in its own directory
     assert record["trial"]["number"] == retry.number and len(record["attempts"]) >= 2
     assert len(trial_dirs(sweep)) == 4, "nothing counted twice: four trial directories"
-
-
-def test_a_search_run_again_continues_its_study_to_the_new_total(run_tipi: RunTipi, tmp_path: Path) -> None:
-    args = ("-m", *TINY, "processes.train.epochs=2", "search=asha", LR, "hydra.sweep.dir=s")
-    run_tipi(*args, "search.trials=2", check=True)
-    first = {d.name: read_json(d / "run.json")["started"] for d in trial_dirs(tmp_path / "s")}
-    run_tipi(*args, "search.trials=4", check=True)
-    study = study_of(tmp_path / "s")
-    assert len(study.trials) == 4 and [d.name for d in trial_dirs(tmp_path / "s")] == ["0", "1", "2", "3"]
-    assert {n: read_json(tmp_path / "s" / n / "run.json")["started"] for n in first} == first, "none overwritten"
 
 
 def test_a_detached_search_is_followed_to_its_end(run_tipi: RunTipi, tmp_path: Path) -> None:
