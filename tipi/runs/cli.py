@@ -294,7 +294,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from tipi.runs.compare import compare
     from tipi.runs.multirun import require_sweep
 
-    print(compare(require_sweep(args.sweep), args.out))
+    sweep_dir = require_sweep(args.sweep)
+    print(compare(sweep_dir, args.out))
+    if (sweep_dir / "study.journal").exists():  # a search: Optuna's history and intermediate values, up to now
+        from tipi.runs.search import load_study
+        from tipi.runs.search_plot import write_plots
+
+        print(write_plots(load_study(sweep_dir), sweep_dir / "search.png"))
     return 0
 
 

@@ -111,7 +111,7 @@ class Search(Sweeper):
         """Log the best trial, write ``search.png``; the best value."""
         from optuna.trial import TrialState
 
-        from tipi._hydra.search.plots import write_plots
+        from tipi.runs.search_plot import write_plots
 
         done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         write_plots(study, sweep_dir / "search.png")
