@@ -154,13 +154,14 @@ logger = Logger()
 device_manager = DeviceManager()
 
 
-def report_intermediate(value: float, step: int) -> None:
+def report_intermediate(value: float, step: int, final: bool = False) -> None:
     """Report ``value`` at ``step`` (an epoch) to the search trial this run is; nothing outside a search.
 
     Call it after each evaluation of a ``@pipeline_process`` function's own
     loop: when the search's pruner says so it raises ``TrialPruned``, which
     ends the run ``pruned`` (save a checkpoint before calling, to keep it).
+    ``final=True`` at the last step: reported, never pruned.
     """
     from tipi.core import trial
 
-    trial.report(step, value)
+    trial.report(step, value, final)

@@ -55,6 +55,8 @@ def test_an_asha_search_with_four_workers_prunes_and_its_records_agree_with_the_
     study = study_of(sweep)
     assert len(study.trials) == 16 and len(trial_dirs(sweep)) == 16
     states = {t.number: t.state.name.lower() for t in study.trials}
+    lrs = [t.params["optimizer.lr"] for t in study.trials]
+    assert len(set(lrs)) == 16, "each worker samples on its own (seed + worker): no value proposed twice"
     assert set(states.values()) == {"complete", "pruned"}, states
     for run_dir in trial_dirs(sweep):
         record = read_json(run_dir / "run.json")

@@ -103,3 +103,16 @@ def test_the_space_syntax_is_hydra_optuna_sweepers() -> None:
     assert space["d"].choices == ("x", "y z") and fixed == ["e=5"]
     assert trial_overrides({"a": 0.001, "model": "unet_small", "d": "y z"}) == ["a=0.001", "model=unet_small",
                                                                              "d='y z'"]
+
+
+def test_a_trial_is_pruned_at_an_epoch_boundary_but_never_after_its_last_epoch() -> None:
+    from tipi.core import trial
+
+    seen: list[tuple[int, float, bool]] = []
+    trial.report(1, 0.5)  # outside a search: nothing happens
+    with trial.reporting_to(lambda step, value, final: seen.append((step, value, final)) or True):
+        trial.report(4, 0.9, final=True)  # trained in full: reported, not pruned
+        with pytest.raises(trial.TrialPruned, match="after step 2"):
+            trial.report(2, 0.25)
+        assert trial.last_reported() == (2, 0.25)
+    assert seen == [(4, 0.9, True), (2, 0.25, False)] and not trial.in_trial()

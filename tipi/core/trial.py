@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-Reporter = Callable[[int, float], bool]  # (step, value) -> prune now?
+Reporter = Callable[[int, float, bool], bool]  # (step, value, final) -> prune now?
 
 _reporter: Reporter | None = None
 _last: dict[str, float | int | None] = {"step": None, "value": None}
@@ -33,12 +33,15 @@ def in_trial() -> bool:
     return _reporter is not None
 
 
-def report(step: int, value: float) -> None:
-    """Report ``value`` at ``step`` (an epoch) to the search's trial; raise :class:`TrialPruned` to stop here."""
+def report(step: int, value: float, final: bool = False) -> None:
+    """Report ``value`` at ``step`` (an epoch) to the search's trial; raise :class:`TrialPruned` to stop here.
+
+    ``final``: the run's last step; reported, never pruned (it has trained in full).
+    """
     if _reporter is None:
         return
     _last.update(step=step, value=value)
-    if _reporter(int(step), float(value)):
+    if _reporter(int(step), float(value), final) and not final:
         raise TrialPruned(int(step), float(value))
 
 

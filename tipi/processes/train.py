@@ -232,7 +232,8 @@ class TrainingProcess(PipelineProcess):
         state["epoch"] = epoch + 1
         state["epoch_step"] = 0
         self.controller.checkpoint_permanences()
-        trial.report(epoch + 1, value)  # a search's trial: its pruner may stop the run here (checkpoint written)
+        # a search's trial: its pruner may stop the run here, after the checkpoint (never after the last epoch)
+        trial.report(epoch + 1, value, final=epoch + 1 >= self.epochs)
         return self.patience is not None and state["bad_epochs"] >= self.patience
 
 

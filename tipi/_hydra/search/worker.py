@@ -39,7 +39,11 @@ class Worker:
 
     def __call__(self, cfg: DictConfig) -> int:
         """Run trials until the study holds ``trials``; the number this worker ran."""
-        study = open_study(self.settings, worker=int(OmegaConf.select(cfg, "hydra.job.num", default=0) or 0))
+        from hydra.core.hydra_config import HydraConfig
+
+        # the worker's number seeds its sampler (run_job has taken the hydra node out of cfg)
+        number = HydraConfig.get().job.num if HydraConfig.initialized() else 0
+        study = open_study(self.settings, worker=int(number or 0))
         worker = WorkerLock(self.sweep_dir)
         ran = 0
         try:
@@ -82,9 +86,9 @@ class Worker:
             return
         pruned: dict[str, bool] = {"now": False}
 
-        def reporter(step: int, value: float) -> bool:
+        def reporter(step: int, value: float, final: bool) -> bool:
             trial.report(value, step)
-            pruned["now"] = trial.should_prune()
+            pruned["now"] = not final and trial.should_prune()
             return pruned["now"]
 
         with trial_hook.reporting_to(reporter):
