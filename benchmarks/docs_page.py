@@ -73,6 +73,23 @@ number of threads.
    every core), launch to exit; and the pool's own cost per job, read from
    the jobs' records: the slot handoff (release to the next job holding the
    slot) and the launcher's submit.
+9. **Search**: tipi's search (`search=asha`) on small CPU trials. Pruning:
+   the same seeded random search of the learning rate run twice, with ASHA
+   and with `search.pruner=none`, one worker each: the epochs each spent
+   (a pruned trial's epochs up to its pruning) until a complete trial first
+   scored within 0.01 of the unpruned search's best, trials in the order
+   they ended (goal: ASHA ≤ 0.4×), with the unpruned trials' learning curves
+   replayed through Optuna's pruner in 200 other orders as context. Workers:
+   a search of uneven trials (1, 3 or 6 epochs) with `launcher=pool
+   launcher.workers=2`: the workers' busy fraction (each trial's span from
+   its ask to its tell, in the study's journal, over the workers × the time
+   from the first trial's start to the last one's end; goal ≥ 0.95), beside
+   a stand-in for Hydra's Optuna sweeper that runs the same spans in batches
+   of two, each batch as long as its slowest trial. Cost per trial: tipi's
+   own steps around each trial (ask, compose, gate, tell, the trial's entry
+   in `run.json`, each epoch's report and the pruner's decision), timed
+   in-process inside a real search (`benchmarks/probes/search_clock.py`);
+   goal ≤ 50 ms.
 
 ## What the figures mean
 

@@ -29,10 +29,10 @@ DOCS_PAGE = REPO / "docs" / "performance.md"
 
 
 def _sections() -> dict[str, Callable[[bool], Section]]:
-    from benchmarks import ddp, memory, multirun, pool, slurm, startup, steps, trackers
+    from benchmarks import ddp, memory, multirun, pool, search, slurm, startup, steps, trackers
 
     return {"startup": startup.run, "steps": steps.run, "multirun": multirun.run, "memory": memory.run,
-            "slurm": slurm.run, "ddp": ddp.run, "trackers": trackers.run, "pool": pool.run}
+            "slurm": slurm.run, "ddp": ddp.run, "trackers": trackers.run, "pool": pool.run, "search": search.run}
 
 
 def update_docs(table: str, extra: list[str] | None = None) -> Path:
