@@ -97,7 +97,8 @@ def test_launcher_configs_compose_with_their_own_and_hydras_keys(run_tipi: RunTi
     stock = launcher_cfg("hydra/launcher=submitit_slurm", "hydra.launcher.account=lab")
     assert stock["_target_"] == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
     assert stock["account"] == "lab"
-    assert launcher_cfg()["_target_"] == "hydra_plugins.tipi_launcher.launchers.InProcessLauncher"
+    assert launcher_cfg()["_target_"] == "hydra_plugins.tipi_launcher.launchers.AutoLauncher"
+    assert launcher_cfg("launcher=local")["_target_"] == "hydra_plugins.tipi_launcher.launchers.InProcessLauncher"
     basic = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
     assert launcher_cfg("hydra/launcher=basic")["_target_"] == basic
 

@@ -168,22 +168,9 @@ def mlflow_db(tmp_path: Path, empty_mlflow_db: Path) -> Path:
 
 
 def server_env(work: Path) -> dict[str, str]:
-    """The server's environment. With SQLAlchemy 1.x (the optuna extra pins <2) ``mlflow server`` fails at start
-    importing its SQL trace-rollup check, which needs SQLAlchemy 2; tracking does not use it, so it is stubbed."""
-    import sqlalchemy
-
-    env = tipi_env()
-    if int(sqlalchemy.__version__.split(".")[0]) < 2:
-        shim = work / "shim"
-        shim.mkdir()
-        (shim / "sitecustomize.py").write_text(
-            "import sys, types\n"
-            "stub = types.ModuleType('mlflow.tracing.trace_rollup_service')\n"
-            "stub.validate_sql_trace_rollup_startup = lambda *a, **k: None\n"
-            "stub.validate_and_resolve_sql_trace_rollup_schedule = lambda *a, **k: None\n"
-            "sys.modules[stub.__name__] = stub\n")
-        env["PYTHONPATH"] = os.pathsep.join([str(shim), env["PYTHONPATH"]])
-    return env
+    """The server's environment (SQLAlchemy 2 since hydra-optuna-sweeper's pin left: ``mlflow server`` starts)."""
+    del work
+    return tipi_env()
 
 
 def free_port() -> int:

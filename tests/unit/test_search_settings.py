@@ -99,7 +99,7 @@ def test_the_space_syntax_is_hydra_optuna_sweepers() -> None:
                                 "d": "choice(x, 'y z')", "e": 5})
     assert space["a"].log and (space["a"].low, space["a"].high) == (1e-4, 3e-2)
     assert type(space["b"]).__name__ == "FloatDistribution"
-    assert (type(space["c"]).__name__, space["c"].low, space["c"].high) == ("IntDistribution", 8, 64)
+    assert (type(space["c"]).__name__, space["c"].low, space["c"].high) == ("IntDistribution", 8, 63)
     assert space["d"].choices == ("x", "y z") and fixed == ["e=5"]
     assert trial_overrides({"a": 0.001, "model": "unet_small", "d": "y z"}) == ["a=0.001", "model=unet_small",
                                                                              "d='y z'"]

@@ -2,8 +2,9 @@
 
 ``optimizer.lr: tag(log, interval(1e-4, 3e-2))`` is a float on a log scale,
 ``interval(a, b)`` a float (an int when both ends are ints), ``range(a, b[,
-step])`` an int (or float) with a step, both ends included as
-hydra-optuna-sweeper had them, ``choice(a, b, ...)`` categorical, also for a
+step])`` an int with a step, ``b`` excluded as in Hydra's own ``range`` (a
+float range includes it), as hydra-optuna-sweeper had them; ``choice(a, b,
+...)`` categorical, also for a
 config group (``model: choice(unet, unet_small)``); a plain value is fixed for
 every trial. The strings are parsed by Hydra's own override parser, so what a
 Hydra command line or an ``hparams_search`` file accepts is accepted here.
@@ -74,7 +75,7 @@ def distribution(override: Any, where: str) -> Any:
         start, stop, step = value.start or 0, value.stop or 0, value.step or 1
         if any(isinstance(x, float) for x in (start, stop, step)):
             return FloatDistribution(float(start), float(stop), step=float(step))
-        return IntDistribution(int(start), int(stop), step=int(step))
+        return IntDistribution(int(start), int(stop) - int(step), step=int(step))  # Hydra's range: stop excluded
     if isinstance(value, IntervalSweep):
         log = "log" in value.tags
         if log and (value.start is None or value.start <= 0):
