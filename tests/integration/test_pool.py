@@ -196,6 +196,7 @@ class OomUnlessAlone(nn.Module):
 
 def test_a_job_out_of_memory_beside_others_is_retried_alone(run_tipi: RunTipi, tmp_path: Path) -> None:
     env = tipi_env(TIPI_SLOTS_DIR=str(tmp_path / "slots"), TIPI_FAKE_GPUS="1")
+    env.pop("CUDA_VISIBLE_DEVICES", None)
     proc = run_tipi("-m", *TINY[:3], *TINY[4:], "device=auto", f"model._target_={__name__}.OomUnlessAlone", "seed=1",
                     "launcher=pool", "launcher.per_device=2", env=env)
     out = proc.stdout + proc.stderr

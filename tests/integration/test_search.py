@@ -81,7 +81,7 @@ def test_an_asha_search_with_four_workers_prunes_and_its_records_agree_with_the_
 
 def test_a_killed_worker_gives_its_trial_back_and_the_study_still_reaches_its_total(tmp_path: Path) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tipi", "-m", *TINY, "data.limit_train=96", "processes.train.epochs=6",
+        [sys.executable, "-m", "tipi", "-m", *TINY, "data.limit_train=64", "processes.train.epochs=4",
          "search=tpe", "search.trials=4", LR, "launcher=pool", "launcher.workers=2", "hydra.sweep.dir=s"],
         cwd=tmp_path, env=env(tmp_path), text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,

@@ -148,7 +148,8 @@ def test_entering_a_slot_sets_the_gpu_threads_and_the_record(
     four_gpus: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     for var in ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "OMP_NUM_THREADS", "MKL_NUM_THREADS", SLOT_ENV):
-        monkeypatch.delenv(var, raising=False)
+        monkeypatch.setenv(var, "")  # recorded, so that what enter_slot sets is undone after the test
+        monkeypatch.delenv(var)
     import torch
 
     monkeypatch.setattr(torch, "set_num_threads", lambda n: None)
