@@ -93,19 +93,21 @@ class Search(Sweeper):
 
     def _workers(self, settings: SearchSettings, launcher: Any) -> int:
         """How many workers: ``launcher.workers`` (or ``n_jobs``), else one per pool slot, else up to 4."""
-        if type(launcher).__name__ == "InProcessLauncher" or getattr(launcher, "chosen", None).__class__.__name__ == (
-            "InProcessLauncher"
-        ):
+        from tipi._hydra.launchers.auto import Auto
+        from tipi._hydra.launchers.in_process import InProcess
+        from tipi._hydra.launchers.pool import Pool
+        from tipi._hydra.launchers.slots import plan_pool
+
+        if isinstance(launcher, Auto):  # launcher=auto: what it chose
+            launcher = launcher.chosen
+        if isinstance(launcher, InProcess):
             return 1  # in this process, one after another: a second worker would find nothing left
         if settings.workers is not None:
             return min(settings.workers, settings.trials)
-        plan = getattr(launcher, "plan", None)
-        if plan is None and type(launcher).__name__ == "PoolLauncher":
-            from tipi._hydra.launchers.slots import plan_pool
-
+        if isinstance(launcher, Pool):
             assert self.config is not None
-            plan = plan_pool(self.config)
-        return min(settings.trials, plan.capacity if plan is not None else 4)
+            return min(settings.trials, plan_pool(self.config).capacity)
+        return min(settings.trials, 4)
 
     def _report(self, study: Any, sweep_dir: Path) -> Any:
         """Log the best trial, write ``search.png``; the best value."""
